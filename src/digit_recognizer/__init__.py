@@ -1,0 +1,1 @@
+"""digit-recognizer: handwritten digit classification as a DVC + MLflow experiment project."""

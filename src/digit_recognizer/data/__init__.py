@@ -1,0 +1,1 @@
+"""Data: Kaggle CSV contract, sources for data/, the prepare stage and its EDA."""

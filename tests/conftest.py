@@ -1,0 +1,59 @@
+"""Shared fixtures: tiny Kaggle-format data, a project folder, a real temporary MLflow store."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from digit_recognizer.data.kaggle_csv import IMAGE_SIDE, DigitTable, write_digits_csv
+
+REPOSITORY = Path(__file__).resolve().parents[1]
+
+
+def synthetic_digits(per_class: int, seed: int, *, with_labels: bool = True) -> DigitTable:
+    """Learnable fake digits: each class is a bright bar at its own position, plus noise."""
+    generator = np.random.default_rng(seed)
+    labels = np.repeat(np.arange(10, dtype=np.uint8), per_class)
+    generator.shuffle(labels)
+    images = generator.integers(0, 40, size=(len(labels), IMAGE_SIDE, IMAGE_SIDE))
+    for index, label in enumerate(labels):
+        row = 2 + int(label) * 2 + int(generator.integers(0, 2))
+        images[index, row : row + 2, 4:24] = 255
+    flat = images.reshape(len(labels), -1).astype(np.uint8)
+    return DigitTable(images=flat, labels=labels if with_labels else None)
+
+
+def write_tiny_data(data_dir: Path, per_class: int = 12, seed: int = 0) -> None:
+    write_digits_csv(data_dir / "train.csv", synthetic_digits(per_class, seed))
+    write_digits_csv(data_dir / "test.csv", synthetic_digits(max(2, per_class // 3), seed + 1))
+
+
+def tiny_params() -> dict:
+    """The repository's params.yaml with budgets shrunk for tests."""
+    params = yaml.safe_load((REPOSITORY / "params.yaml").read_text())
+    params["prepare"]["eda_samples_per_class"] = 2
+    params["prepare"]["validation_fraction"] = 0.25
+    return params
+
+
+@pytest.fixture(scope="session")
+def mlflow_store(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """One real sqlite MLflow store for the session (creating its schema takes seconds)."""
+    folder = tmp_path_factory.mktemp("mlflow")
+    return f"sqlite:///{folder / 'mlflow.db'}"
+
+
+@pytest.fixture
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mlflow_store: str) -> Iterator[Path]:
+    """A project folder with tiny data and params, as the working directory."""
+    write_tiny_data(tmp_path / "data")
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(tiny_params(), sort_keys=False))
+    shutil.copy(REPOSITORY / "dvc.yaml", tmp_path / "dvc.yaml")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_store)
+    yield tmp_path
