@@ -7,13 +7,15 @@ Parsing and exit codes only; heavy libraries (TensorFlow, MLflow) load inside th
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import FrameType
 
-from digit_recognizer.config import Params, load_params
+from digit_recognizer.config import FAMILIES, Params, load_params
 from digit_recognizer.errors import UserError
 
 EXIT_USER_ERROR = 2
@@ -35,6 +37,55 @@ def _prepare(arguments: argparse.Namespace, params: Params) -> None:
     result = run_prepare(params, project_root())
     counts = ", ".join(f"{name} {count}" for name, count in result.rows.items())
     print(f"prepare: {counts} rows; stats in {result.statistics_path}; MLflow run {result.run_id}")
+
+
+def _tune(arguments: argparse.Namespace, params: Params) -> None:
+    from digit_recognizer.tracking import project_root
+    from digit_recognizer.tuning import run_tune
+
+    result = run_tune(params, arguments.family, project_root())
+    print(
+        f"tune {result.family}: best validation accuracy {result.best_score:.4f} with "
+        f"{result.best_hyperparameters} ({len(result.trials)} trials, "
+        f"{result.duration_seconds:.0f}s); MLflow run {result.run_id}"
+    )
+
+
+def _train(arguments: argparse.Namespace, params: Params) -> None:
+    from digit_recognizer.tracking import project_root
+    from digit_recognizer.training import run_train
+
+    trained = run_train(params, arguments.family, project_root())
+    print(
+        f"train {trained.family}: {trained.epochs_trained} epochs in {trained.train_seconds:.0f}s; "
+        f"registered {trained.registered_name} version {trained.version}"
+    )
+
+
+def _evaluate(arguments: argparse.Namespace, params: Params) -> None:
+    from digit_recognizer.evaluation import run_evaluate
+    from digit_recognizer.tracking import project_root
+
+    result = run_evaluate(params, arguments.family, project_root())
+    split = result.scored_split
+    print(
+        f"evaluate {result.family}: {split} accuracy {result.metrics[f'{split}_accuracy']:.4f}, "
+        f"macro-F1 {result.metrics[f'{split}_macro_f1']:.4f}; submission {result.submission_path}"
+    )
+
+
+def _compare(arguments: argparse.Namespace, params: Params) -> None:
+    from digit_recognizer.reporting import write_comparison
+
+    metrics_dir = Path(params.paths.metrics_dir)
+    missing = [family for family in FAMILIES if not (metrics_dir / f"{family}.json").exists()]
+    if missing:
+        raise UserError(f"{metrics_dir}/{missing[0]}.json: not found; run evaluate first")
+    paths = write_comparison(
+        {family: metrics_dir / f"{family}.json" for family in FAMILIES},
+        Path(params.paths.reports_dir),
+    )
+    print(f"compare: wrote {', '.join(str(path) for path in paths)}")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -64,6 +115,23 @@ def build_parser() -> argparse.ArgumentParser:
 
     prepare = commands.add_parser("prepare", help="stage: validate, split, EDA, data stats")
     prepare.set_defaults(handler=_prepare)
+
+    tune = commands.add_parser("tune", help="stage: Keras Tuner search for one model family")
+    tune.add_argument("family", choices=FAMILIES)
+    tune.set_defaults(handler=_tune)
+
+    train = commands.add_parser(
+        "train", help="stage: final fit of one family, logged and registered"
+    )
+    train.add_argument("family", choices=FAMILIES)
+    train.set_defaults(handler=_train)
+
+    evaluate = commands.add_parser("evaluate", help="stage: score one family, plots, submission")
+    evaluate.add_argument("family", choices=FAMILIES)
+    evaluate.set_defaults(handler=_evaluate)
+
+    compare = commands.add_parser("compare", help="stage: ANN vs CNN table and chart")
+    compare.set_defaults(handler=_compare)
     return parser
 
 
@@ -74,6 +142,8 @@ def _terminate(signum: int, frame: FrameType | None) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     arguments = build_parser().parse_args(argv)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ start-up chatter
+    warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
     handler: Callable[[argparse.Namespace, Params], None] = arguments.handler
     signal.signal(signal.SIGTERM, _terminate)
     try:

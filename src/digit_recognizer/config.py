@@ -30,6 +30,11 @@ class PathsConfig(Section):
     prepared_dir: str = "prepared"
     reports_dir: str = "reports"
     metrics_dir: str = "metrics"
+    tuning_dir: str = "tuning"
+    hyperparameters_dir: str = "hyperparameters"
+    models_dir: str = "models"
+    plots_dir: str = "plots"
+    submissions_dir: str = "submissions"
 
     @property
     def train_csv(self) -> Path:
@@ -50,11 +55,97 @@ class PrepareConfig(Section):
     eda_samples_per_class: int = Field(default=10, ge=1, le=30)
 
 
+class SearchBudget(Section):
+    """How much compute one family's search may spend."""
+
+    max_epochs: int = Field(default=4, ge=1)  # hyperband: most epochs a trial gets
+    max_trials: int = Field(default=8, ge=1)  # random / bayesian: number of trials
+    hyperband_factor: int = Field(default=3, ge=2)
+    search_fraction: float = Field(default=0.3, gt=0.0, le=1.0)  # share of the train split
+    batch_size: int = Field(default=128, ge=1)
+    early_stopping_patience: int = Field(default=2, ge=1)
+
+
+class AnnSearchSpace(Section):
+    """Each key lists the values to try; one value fixes it."""
+
+    hidden_layers: list[int] = Field(default=[1, 2, 3], min_length=1)
+    units: list[int] = Field(default=[128, 256, 512], min_length=1)
+    activation: list[Literal["relu", "elu", "gelu", "tanh"]] = Field(
+        default=["relu", "elu", "gelu", "tanh"], min_length=1
+    )
+    dropout: list[float] = Field(default=[0.0, 0.2, 0.4], min_length=1)
+    batch_norm: list[bool] = Field(default=[True, False], min_length=1)
+    learning_rate: list[float] = Field(default=[1e-3, 3e-3], min_length=1)
+
+
+class CnnSearchSpace(Section):
+    conv_blocks: list[int] = Field(default=[2, 3], min_length=1)
+    convs_per_block: list[int] = Field(default=[1], min_length=1)
+    filters: list[int] = Field(default=[16, 32], min_length=1)
+    kernel_size: list[int] = Field(default=[3, 5], min_length=1)
+    batch_norm: list[bool] = Field(default=[True, False], min_length=1)
+    dropout: list[float] = Field(default=[0.0, 0.25], min_length=1)
+    dense_units: list[int] = Field(default=[64, 128], min_length=1)
+    learning_rate: list[float] = Field(default=[1e-3, 3e-3], min_length=1)
+
+
+class AnnTuneConfig(Section):
+    budget: SearchBudget = SearchBudget()
+    space: AnnSearchSpace = AnnSearchSpace()
+
+
+class CnnTuneConfig(Section):
+    budget: SearchBudget = SearchBudget()
+    space: CnnSearchSpace = CnnSearchSpace()
+
+
+class TuneConfig(Section):
+    tuner: Literal["hyperband", "bayesian", "random"] = "hyperband"
+    ann: AnnTuneConfig = AnnTuneConfig()
+    cnn: CnnTuneConfig = CnnTuneConfig()
+
+    def family(self, family: Family) -> AnnTuneConfig | CnnTuneConfig:
+        return self.ann if family == "ann" else self.cnn
+
+
+class AugmentationConfig(Section):
+    enabled: bool = False
+    rotation_degrees: float = Field(default=10.0, ge=0.0, le=45.0)
+    shift_fraction: float = Field(default=0.1, ge=0.0, le=0.3)
+    zoom_fraction: float = Field(default=0.1, ge=0.0, le=0.3)
+
+
+class TrainFamilyConfig(Section):
+    max_epochs: int = Field(default=20, ge=1)
+    batch_size: int = Field(default=128, ge=1)
+    early_stopping_patience: int = Field(default=4, ge=1)
+    reduce_lr_patience: int = Field(default=2, ge=1)
+    reduce_lr_factor: float = Field(default=0.5, gt=0.0, lt=1.0)
+    augmentation: AugmentationConfig = AugmentationConfig()
+
+
+class TrainConfig(Section):
+    ann: TrainFamilyConfig = TrainFamilyConfig()
+    cnn: TrainFamilyConfig = TrainFamilyConfig(augmentation=AugmentationConfig(enabled=True))
+
+    def family(self, family: Family) -> TrainFamilyConfig:
+        return self.ann if family == "ann" else self.cnn
+
+
+class EvaluateConfig(Section):
+    gallery_size: int = Field(default=24, ge=1, le=100)
+    latency_repeats: int = Field(default=50, ge=1)
+
+
 class Params(Section):
     seed: int = 42
     paths: PathsConfig = PathsConfig()
     mlflow: MlflowConfig = MlflowConfig()
     prepare: PrepareConfig = PrepareConfig()
+    tune: TuneConfig = TuneConfig()
+    train: TrainConfig = TrainConfig()
+    evaluate: EvaluateConfig = EvaluateConfig()
 
 
 def parse_params(raw: Any, source: str = "params.yaml") -> Params:

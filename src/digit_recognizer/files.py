@@ -22,7 +22,10 @@ def atomic_path(target: Path) -> Iterator[Path]:
     """Yield a temporary path beside ``target``; rename it onto ``target`` only on success."""
     target.parent.mkdir(parents=True, exist_ok=True)
     descriptor, temporary_name = tempfile.mkstemp(
-        prefix=f".{target.name}.", suffix=".tmp", dir=target.parent
+        # Keep the real suffix last: some writers (Keras) insist on it.
+        prefix=f".{target.name}.",
+        suffix=f".tmp{target.suffix}",
+        dir=target.parent,
     )
     os.close(descriptor)
     temporary = Path(temporary_name)

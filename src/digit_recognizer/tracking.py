@@ -156,3 +156,166 @@ def log_dict(content: Any, name: str) -> None:
     import mlflow
 
     mlflow.log_dict(content, name)
+
+
+def find_run(store: Store, tags: Mapping[str, str]) -> str | None:
+    """The newest top-level run carrying all ``tags`` (to resume it instead of duplicating it)."""
+    import mlflow
+
+    experiment_id = activate(store)
+    conditions = [f"tags.`{key}` = '{value}'" for key, value in tags.items()]
+    runs = mlflow.MlflowClient(store.uri).search_runs(
+        [experiment_id],
+        " and ".join(conditions),
+        order_by=["attributes.start_time DESC"],
+        max_results=1,
+    )
+    return runs[0].info.run_id if runs else None
+
+
+class ChildRuns:
+    """Nested runs under one parent, one per unit of work (a tuner trial), keyed by an id.
+
+    A key that already has a finished run is never logged twice; an unfinished one (its process
+    was killed) is deleted and started again, so re-running resumes without duplicates.
+    """
+
+    def __init__(self, store: Store, parent_run_id: str, key_tag: str) -> None:
+        import mlflow
+
+        self._client = mlflow.MlflowClient(store.uri)
+        self._experiment_id = activate(store)
+        self._parent_run_id = parent_run_id
+        self._key_tag = key_tag
+        self._open: dict[str, str] = {}
+
+    def existing(self) -> dict[str, tuple[str, str]]:
+        """key -> (run id, status) for the parent's children."""
+        runs = self._client.search_runs(
+            [self._experiment_id],
+            f"tags.mlflow.parentRunId = '{self._parent_run_id}'",
+            max_results=5000,
+        )
+        return {
+            run.data.tags[self._key_tag]: (run.info.run_id, run.info.status)
+            for run in runs
+            if self._key_tag in run.data.tags
+        }
+
+    def start(
+        self, key: str, name: str, params: Mapping[str, Any], tags: Mapping[str, str]
+    ) -> str | None:
+        """Start the child for ``key``; None when a finished one exists already."""
+        previous = self.existing().get(key)
+        if previous and previous[1] == "FINISHED":
+            return None
+        if previous:
+            self._client.delete_run(previous[0])
+        run = self._client.create_run(
+            self._experiment_id,
+            run_name=name,
+            tags={"mlflow.parentRunId": self._parent_run_id, self._key_tag: key, **tags},
+        )
+        run_id = run.info.run_id
+        for param_key, value in params.items():
+            self._client.log_param(run_id, param_key, str(value))
+        self._open[key] = run_id
+        return run_id
+
+    def log_metrics(self, key: str, metrics: Mapping[str, float], step: int | None = None) -> None:
+        from mlflow.entities import Metric
+
+        run_id = self._open.get(key)
+        if run_id is None:
+            return
+        timestamp = _now_ms()
+        self._client.log_batch(
+            run_id,
+            metrics=[
+                Metric(name, float(value), timestamp, step or 0) for name, value in metrics.items()
+            ],
+        )
+
+    def finish(
+        self, key: str, status: str, metrics: Mapping[str, float], tags: Mapping[str, str]
+    ) -> None:
+        run_id = self._open.pop(key, None)
+        if run_id is None:
+            return
+        self.log_metrics_for(run_id, metrics)
+        for tag, value in tags.items():
+            self._client.set_tag(run_id, tag, value)
+        self._client.set_terminated(run_id, status)
+
+    def log_metrics_for(self, run_id: str, metrics: Mapping[str, float]) -> None:
+        for name, value in metrics.items():
+            self._client.log_metric(run_id, name, float(value))
+
+    def abort_open(self, status: str) -> None:
+        """End every child still open (the search was interrupted or crashed)."""
+        for key in list(self._open):
+            self.finish(key, status, {}, {"trial_status": status})
+
+
+def _now_ms() -> int:
+    import time
+
+    return int(time.time() * 1000)
+
+
+@dataclass(frozen=True)
+class LoggedModel:
+    model_uri: str
+    version: str
+
+
+def log_and_register_model(
+    keras_path: Path, registered_name: str, tags: Mapping[str, str]
+) -> LoggedModel:
+    """Log the Kaggle-row pyfunc around a saved Keras model and register a new version."""
+    import mlflow
+
+    import digit_recognizer
+    from digit_recognizer.models.pyfunc import DigitClassifier, signature
+
+    package_dir = Path(digit_recognizer.__file__).parent
+    info = mlflow.pyfunc.log_model(
+        name="model",
+        python_model=DigitClassifier(),
+        artifacts={"keras_model": str(keras_path)},
+        signature=signature(),
+        code_paths=[str(package_dir)],  # the model loads without this project installed
+        pip_requirements=_pinned_requirements(),
+    )
+    version = mlflow.register_model(info.model_uri, registered_name, tags=dict(tags))
+    return LoggedModel(model_uri=info.model_uri, version=str(version.version))
+
+
+def _pinned_requirements() -> list[str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    requirements = []
+    for package in (
+        "mlflow",
+        "tensorflow-cpu",
+        "keras",
+        "numpy",
+        "pandas",
+        "pyarrow",
+        "pyyaml",
+        "pydantic",
+        "scikit-learn",
+    ):
+        try:
+            requirements.append(f"{package}=={version(package)}")
+        except PackageNotFoundError:
+            continue
+    return requirements
+
+
+def set_model_version_tags(store: Store, name: str, version: str, tags: Mapping[str, str]) -> None:
+    import mlflow
+
+    client = mlflow.MlflowClient(store.uri)
+    for key, value in tags.items():
+        client.set_model_version_tag(name, version, key, value)

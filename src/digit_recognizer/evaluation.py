@@ -1,0 +1,208 @@
+"""The evaluate stage: scores, confusion matrix, error gallery, latency, size, submission.
+
+Scores go to ``metrics/<family>.json`` (DVC) and, under the same flat names, to the family's
+MLflow training run and its registered version; so ``dvc metrics diff`` and the MLflow UI
+compare ANN, CNN and baselines on the same keys.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from digit_recognizer import tracking
+from digit_recognizer.config import Family, Params
+from digit_recognizer.data.kaggle_csv import DIGITS, IMAGE_SIDE
+from digit_recognizer.data.prepare import load_split
+from digit_recognizer.files import write_json, write_text
+from digit_recognizer.plotting import save_figure
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    family: str
+    metrics: dict[str, float]
+    scored_split: str
+    submission_path: Path
+
+
+def score(
+    labels: npt.NDArray[np.uint8], probabilities: npt.NDArray[np.float64], prefix: str
+) -> dict[str, float]:
+    """accuracy, macro-F1, log loss and per-class precision/recall/F1, named ``<prefix>_*``."""
+    from sklearn.metrics import accuracy_score, f1_score, log_loss, precision_recall_fscore_support
+
+    predicted = probabilities.argmax(axis=1)
+    clipped = np.clip(probabilities, 1e-7, 1.0)  # float32 softmax can hold exact zeros
+    clipped /= clipped.sum(axis=1, keepdims=True)
+    precision, recall, f1, _ = precision_recall_fscore_support(
+        labels, predicted, labels=list(DIGITS), zero_division=0
+    )
+    metrics = {
+        f"{prefix}_accuracy": float(accuracy_score(labels, predicted)),
+        f"{prefix}_macro_f1": float(f1_score(labels, predicted, average="macro", zero_division=0)),
+        f"{prefix}_log_loss": float(log_loss(labels, clipped, labels=list(DIGITS))),
+    }
+    for digit in DIGITS:
+        metrics[f"{prefix}_precision_{digit}"] = float(precision[digit])
+        metrics[f"{prefix}_recall_{digit}"] = float(recall[digit])
+        metrics[f"{prefix}_f1_{digit}"] = float(f1[digit])
+    return metrics
+
+
+def plot_confusion(
+    labels: npt.NDArray[np.uint8], predicted: npt.NDArray[np.int64], title: str, path: Path
+) -> None:
+    import seaborn as sns
+    from matplotlib.figure import Figure
+    from sklearn.metrics import confusion_matrix
+
+    matrix = confusion_matrix(labels, predicted, labels=list(DIGITS))
+    figure = Figure(figsize=(7, 6))
+    axes = figure.subplots()
+    sns.heatmap(
+        matrix,
+        annot=True,
+        fmt="d",
+        cmap="Blues",
+        cbar=False,
+        ax=axes,
+        norm=None,
+        annot_kws={"size": 8},
+    )
+    axes.set_xlabel("predicted")
+    axes.set_ylabel("actual")
+    axes.set_title(title)
+    save_figure(figure, path)
+
+
+def plot_confident_errors(
+    images: npt.NDArray[np.uint8],
+    labels: npt.NDArray[np.uint8],
+    probabilities: npt.NDArray[np.float64],
+    count: int,
+    title: str,
+    path: Path,
+) -> None:
+    """The most confidently wrong digits: why image classification is hard, shown."""
+    from matplotlib.figure import Figure
+
+    predicted = probabilities.argmax(axis=1)
+    wrong = np.flatnonzero(predicted != labels)
+    ranked = wrong[np.argsort(-probabilities[wrong, predicted[wrong]], kind="stable")][:count]
+    columns = 8
+    rows = max(1, -(-len(ranked) // columns))
+    figure = Figure(figsize=(columns * 1.4, rows * 1.6 + 0.6))
+    grid = figure.subplots(rows, columns, squeeze=False)
+    for position, axes in enumerate(grid.ravel()):
+        axes.axis("off")
+        if position < len(ranked):
+            index = ranked[position]
+            axes.imshow(images[index].reshape(IMAGE_SIDE, IMAGE_SIDE), cmap="gray_r")
+            axes.set_title(
+                f"{labels[index]}→{predicted[index]} {probabilities[index, predicted[index]]:.2f}",
+                fontsize=8,
+            )
+    figure.suptitle(f"{title}: {len(wrong)} errors, most confident first (true→predicted p)")
+    save_figure(figure, path)
+
+
+def measure_latency(model: Any, images: npt.NDArray[np.uint8], repeats: int) -> dict[str, float]:
+    """Median milliseconds per image for a single image and for batches of 256."""
+    from digit_recognizer.tuning import model_input
+
+    measured = {}
+    for batch_size in (1, 256):
+        batch = model_input(np.resize(images, (batch_size, images.shape[1])))
+        model(batch, training=False)  # warm-up: graph tracing is not inference
+        timings = []
+        for _ in range(repeats if batch_size == 1 else max(3, repeats // 10)):
+            started = time.perf_counter()
+            model(batch, training=False)
+            timings.append((time.perf_counter() - started) * 1000 / batch_size)
+        measured[f"latency_ms_batch{batch_size}"] = float(np.median(timings))
+    return measured
+
+
+def write_submission(labels: npt.NDArray[np.int64], path: Path) -> None:
+    """Kaggle's submission format: ImageId (from 1), Label."""
+    lines = ["ImageId,Label", *(f"{index},{label}" for index, label in enumerate(labels, start=1))]
+    write_text(path, "\n".join(lines) + "\n")
+
+
+def confusion_rows(labels: npt.NDArray[np.uint8], predicted: npt.NDArray[np.int64]) -> str:
+    """``actual,predicted`` per image: the input of DVC's confusion template."""
+    return "actual,predicted\n" + "".join(
+        f"{a},{p}\n" for a, p in zip(labels, predicted, strict=True)
+    )
+
+
+def run_evaluate(params: Params, family: Family, root: Path) -> Evaluation:
+    import keras
+
+    from digit_recognizer.models.pyfunc import predict_frame
+    from digit_recognizer.training import load_trained, model_path
+
+    trained = load_trained(params, family)
+    keras_path = model_path(params, family)
+    model = keras.models.load_model(keras_path, compile=False)
+    prepared_dir = Path(params.paths.prepared_dir)
+    validation, test = load_split(prepared_dir, "validation"), load_split(prepared_dir, "test")
+    predictions = {
+        name: predict_frame(model, table.images)
+        for name, table in (("validation", validation), ("test", test))
+    }
+    probabilities = {
+        name: frame.filter(like="prob_").to_numpy() for name, frame in predictions.items()
+    }
+    metrics = score(validation.labels, probabilities["validation"], "validation")  # type: ignore[arg-type]
+    scored_split, scored = ("test", test) if test.labels is not None else ("validation", validation)
+    if test.labels is not None:
+        metrics.update(score(test.labels, probabilities["test"], "test"))
+    assert scored.labels is not None
+    metrics.update(measure_latency(model, validation.images, params.evaluate.latency_repeats))
+    metrics["parameters"] = float(model.count_params())
+    metrics["model_size_bytes"] = float(keras_path.stat().st_size)
+    metrics["train_seconds"] = trained.train_seconds
+
+    predicted = probabilities[scored_split].argmax(axis=1)
+    reports = Path(params.paths.reports_dir) / family
+    confusion_png = reports / "confusion_matrix.png"
+    errors_png = reports / "confident_errors.png"
+    plot_confusion(scored.labels, predicted, f"{family} on {scored_split}", confusion_png)
+    plot_confident_errors(
+        scored.images,
+        scored.labels,
+        probabilities[scored_split],
+        params.evaluate.gallery_size,
+        f"{family} on {scored_split}",
+        errors_png,
+    )
+    write_text(
+        Path(params.paths.plots_dir) / family / "confusion.csv",
+        confusion_rows(scored.labels, predicted),
+    )
+    submission = Path(params.paths.submissions_dir) / f"{family}.csv"
+    write_submission(predictions["test"]["label"].to_numpy(), submission)
+    write_json(
+        Path(params.paths.metrics_dir) / f"{family}.json",
+        {key: round(value, 6) for key, value in metrics.items()},
+    )
+
+    store = tracking.Store.for_project(params.mlflow, root)
+    with tracking.run(store, f"train-{family}", run_id=trained.run_id):
+        tracking.log_metrics(metrics)
+        tracking.set_tags({"scored_split": scored_split})
+        tracking.log_artifacts([confusion_png, errors_png], "evaluation")
+    headline = {
+        key: f"{metrics[key]:.6f}"
+        for key in metrics
+        if key.endswith(("_accuracy", "_macro_f1", "_log_loss")) or key.startswith("latency")
+    }
+    tracking.set_model_version_tags(store, trained.registered_name, trained.version, headline)
+    return Evaluation(family, metrics, scored_split, submission)

@@ -1,0 +1,161 @@
+"""Plain Keras builders. Both families take a (28, 28, 1) image of raw 0-255 values and
+rescale inside the model, so a saved model accepts Kaggle pixels as they are."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    import keras
+
+IMAGE_SHAPE = (28, 28, 1)
+CLASS_COUNT = 10
+
+
+@dataclass(frozen=True)
+class AnnHyperparameters:
+    """A multi-layer perceptron: ``hidden_layers`` dense layers of ``units`` each."""
+
+    hidden_layers: int = 2
+    units: int = 256
+    activation: str = "relu"
+    dropout: float = 0.2
+    batch_norm: bool = True
+    learning_rate: float = 1e-3
+
+
+@dataclass(frozen=True)
+class CnnHyperparameters:
+    """``conv_blocks`` blocks of ``convs_per_block`` convolutions (filters doubling per block)
+    and a max-pool, then a dense head."""
+
+    conv_blocks: int = 2
+    convs_per_block: int = 1
+    filters: int = 32
+    kernel_size: int = 3
+    batch_norm: bool = True
+    dropout: float = 0.25
+    dense_units: int = 128
+    learning_rate: float = 1e-3
+
+
+Hyperparameters = AnnHyperparameters | CnnHyperparameters
+HYPERPARAMETER_TYPES: dict[str, type[AnnHyperparameters] | type[CnnHyperparameters]] = {
+    "ann": AnnHyperparameters,
+    "cnn": CnnHyperparameters,
+}
+
+
+@dataclass(frozen=True)
+class Augmentation:
+    """Random geometric jitter applied only while training (Keras preprocessing layers)."""
+
+    rotation_degrees: float = 10.0
+    shift_fraction: float = 0.1
+    zoom_fraction: float = 0.1
+
+
+def _augmentation_layers(augmentation: Augmentation, seed: int) -> list[Any]:
+    from keras import layers
+
+    return [
+        layers.RandomRotation(
+            augmentation.rotation_degrees / 360.0, fill_mode="constant", seed=seed
+        ),
+        layers.RandomTranslation(
+            augmentation.shift_fraction,
+            augmentation.shift_fraction,
+            fill_mode="constant",
+            seed=seed + 1,
+        ),
+        layers.RandomZoom(augmentation.zoom_fraction, fill_mode="constant", seed=seed + 2),
+    ]
+
+
+def _dense_block(inputs: Any, units: int, activation: str, batch_norm: bool, dropout: float) -> Any:
+    from keras import layers
+
+    hidden = layers.Dense(units, use_bias=not batch_norm)(inputs)
+    if batch_norm:
+        hidden = layers.BatchNormalization()(hidden)
+    hidden = layers.Activation(activation)(hidden)
+    return layers.Dropout(dropout)(hidden) if dropout > 0 else hidden
+
+
+def _ann_body(inputs: Any, hyperparameters: AnnHyperparameters) -> Any:
+    from keras import layers
+
+    hidden = layers.Flatten()(inputs)
+    for _ in range(hyperparameters.hidden_layers):
+        hidden = _dense_block(
+            hidden,
+            hyperparameters.units,
+            hyperparameters.activation,
+            hyperparameters.batch_norm,
+            hyperparameters.dropout,
+        )
+    return hidden
+
+
+def _cnn_body(inputs: Any, hyperparameters: CnnHyperparameters) -> Any:
+    from keras import layers
+
+    hidden = inputs
+    for block in range(hyperparameters.conv_blocks):
+        for _ in range(hyperparameters.convs_per_block):
+            hidden = layers.Conv2D(
+                hyperparameters.filters * 2**block,
+                hyperparameters.kernel_size,
+                padding="same",
+                use_bias=not hyperparameters.batch_norm,
+            )(hidden)
+            if hyperparameters.batch_norm:
+                hidden = layers.BatchNormalization()(hidden)
+            hidden = layers.Activation("relu")(hidden)
+        hidden = layers.MaxPooling2D()(hidden)
+    hidden = layers.Flatten()(hidden)
+    if hyperparameters.dropout > 0:
+        hidden = layers.Dropout(hyperparameters.dropout)(hidden)
+    return _dense_block(
+        hidden,
+        hyperparameters.dense_units,
+        "relu",
+        hyperparameters.batch_norm,
+        hyperparameters.dropout,
+    )
+
+
+def build_model(
+    hyperparameters: Hyperparameters,
+    augmentation: Augmentation | None = None,
+    seed: int = 0,
+) -> keras.Model:
+    """Build and compile the model that ``hyperparameters`` describe (ANN or CNN)."""
+    import keras
+    from keras import layers
+
+    inputs = keras.Input(shape=IMAGE_SHAPE, name="image")
+    hidden = inputs
+    for layer in _augmentation_layers(augmentation, seed) if augmentation else []:
+        hidden = layer(hidden)
+    hidden = layers.Rescaling(1.0 / 255.0)(hidden)
+    if isinstance(hyperparameters, AnnHyperparameters):
+        hidden = _ann_body(hidden, hyperparameters)
+        name = "ann"
+    else:
+        hidden = _cnn_body(hidden, hyperparameters)
+        name = "cnn"
+    outputs = layers.Dense(CLASS_COUNT, activation="softmax", name="probabilities")(hidden)
+    model = keras.Model(inputs, outputs, name=name)
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate=hyperparameters.learning_rate),
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+    )
+    return model
+
+
+def hyperparameters_from(family: Literal["ann", "cnn"], values: dict[str, Any]) -> Hyperparameters:
+    """Typed hyperparameters from a plain mapping (a tuner trial or best-hyperparameters JSON)."""
+    return HYPERPARAMETER_TYPES[family](**values)

@@ -1,0 +1,373 @@
+"""The tune stage: a Keras Tuner search over one family's space (from params.yaml).
+
+Every trial is a nested MLflow run under one parent per search. The tuner's state lives in
+``tuning/<family>/<fingerprint>``; the fingerprint covers the space, the budget, the tuner, the
+seed and the data, so re-running after an interruption continues the same search while any
+change to those starts a fresh one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import shutil
+import time
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import numpy.typing as npt
+
+from digit_recognizer import tracking
+from digit_recognizer.config import Family, Params, SearchBudget
+from digit_recognizer.data.dvc_files import file_md5
+from digit_recognizer.data.kaggle_csv import DigitTable
+from digit_recognizer.data.prepare import load_split, split_path
+from digit_recognizer.errors import UserError
+from digit_recognizer.files import write_json
+from digit_recognizer.models.architectures import IMAGE_SHAPE, build_model, hyperparameters_from
+
+if TYPE_CHECKING:
+    import keras_tuner
+
+OBJECTIVE = "val_accuracy"
+EPOCH_METRICS = ("loss", "accuracy", "val_loss", "val_accuracy")
+
+
+@dataclass(frozen=True)
+class TrialRecord:
+    trial_id: str
+    status: str
+    score: float | None
+    hyperparameters: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class TuneResult:
+    family: Family
+    best_hyperparameters: dict[str, Any]
+    best_score: float
+    trials: list[TrialRecord]
+    duration_seconds: float
+    run_id: str
+
+
+def model_input(images: npt.NDArray[np.uint8]) -> npt.NDArray[np.float32]:
+    """Kaggle rows (n, 784) of 0-255 as the (n, 28, 28, 1) float images the models take."""
+    return images.reshape((-1, *IMAGE_SHAPE)).astype(np.float32)
+
+
+def search_subset(table: DigitTable, fraction: float, seed: int) -> DigitTable:
+    """A stratified share of the training split (the search need not see all of it)."""
+    from sklearn.model_selection import train_test_split
+
+    if fraction >= 1.0:
+        return table
+    assert table.labels is not None
+    chosen, _ = train_test_split(
+        np.arange(len(table)), train_size=fraction, random_state=seed, stratify=table.labels
+    )
+    chosen.sort()
+    return DigitTable(table.images[chosen], table.labels[chosen])
+
+
+def search_fingerprint(params: Params, family: Family, data_digest: str) -> str:
+    family_config = params.tune.family(family)
+    identity = {
+        "family": family,
+        "tuner": params.tune.tuner,
+        "seed": params.seed,
+        "config": family_config.model_dump(),
+        "data": data_digest,
+    }
+    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def choose_hyperparameters(
+    hp: keras_tuner.HyperParameters, space: dict[str, list[Any]]
+) -> dict[str, Any]:
+    """Declare every search-space key as a choice and return this trial's values."""
+    # Keras Tuner stores booleans as 0/1; give each value back its declared type.
+    return {
+        name: type(values[0])(hp.Choice(name, values, ordered=False))
+        for name, values in space.items()
+    }
+
+
+def make_hypermodel(family: Family, space: dict[str, list[Any]]) -> keras_tuner.HyperModel:
+    """The thin ``hp`` wrapper around the plain builder (the KerasTuner guide's pattern)."""
+    import keras_tuner
+
+    class FamilyHyperModel(keras_tuner.HyperModel):
+        def build(self, hp: keras_tuner.HyperParameters) -> Any:
+            return build_model(hyperparameters_from(family, choose_hyperparameters(hp, space)))
+
+    return FamilyHyperModel(name=family)
+
+
+def planned_trials(tuner_name: str, budget: SearchBudget) -> int:
+    """How many trials the search will run (Hyperband: its brackets' successive halvings)."""
+    if tuner_name != "hyperband":
+        return budget.max_trials
+    factor, max_epochs = budget.hyperband_factor, budget.max_epochs
+    brackets = 0
+    epochs: float = max_epochs
+    while epochs >= 1:
+        epochs /= factor
+        brackets += 1
+    end_size = math.ceil(1 + math.log(max_epochs, factor))
+    return sum(
+        math.ceil(end_size / (bracket + 1) * factor ** (bracket - round_number))
+        for bracket in range(brackets)
+        for round_number in range(bracket + 1)
+    )
+
+
+class _EpochLogger:
+    """Keras callback logging each epoch to the trial's MLflow run (survives the tuner's deepcopy)."""
+
+    def __init__(self, runs: tracking.ChildRuns) -> None:
+        import keras
+
+        class Callback(keras.callbacks.Callback):
+            trial_key = ""
+
+            def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None:
+                metrics = {
+                    name: value for name, value in (logs or {}).items() if name in EPOCH_METRICS
+                }
+                runs.log_metrics(self.trial_key, metrics, step=epoch + 1)
+
+            def __deepcopy__(self, memo: dict[int, Any]) -> Any:
+                return self
+
+        self.callback = Callback()
+
+
+def _tracked_tuner_class(
+    base: type, runs: tracking.ChildRuns, family: Family, seed: int, planned: int
+) -> type:
+    """Subclass a Keras Tuner class so that each trial's lifecycle drives its MLflow run."""
+    import keras
+
+    logger = _EpochLogger(runs)
+
+    class TrackedTuner(base):  # type: ignore[misc, valid-type]
+        search_started = time.monotonic()
+        trial_started: dict[str, float] = {}  # noqa: RUF012 (one search per class)
+
+        def on_trial_begin(self, trial: Any) -> None:
+            super().on_trial_begin(trial)
+            values = {key: value for key, value in trial.hyperparameters.values.items()}
+            self.trial_started[trial.trial_id] = time.monotonic()
+            runs.start(
+                trial.trial_id,
+                f"{family}-trial-{trial.trial_id}",
+                values,
+                {"family": family, "stage": "tune", "trial_id": trial.trial_id},
+            )
+
+        def run_trial(self, trial: Any, *args: Any, **kwargs: Any) -> Any:
+            keras.utils.set_random_seed(seed)  # each trial starts from the same seed: resumable
+            logger.callback.trial_key = trial.trial_id
+            kwargs["callbacks"] = [*kwargs.get("callbacks", []), logger.callback]
+            return super().run_trial(trial, *args, **kwargs)
+
+        def on_trial_end(self, trial: Any) -> None:
+            super().on_trial_end(trial)  # the oracle settles the final status here
+            status = str(trial.status)
+            duration = time.monotonic() - self.trial_started.pop(trial.trial_id, time.monotonic())
+            metrics = {"duration_seconds": duration}
+            if trial.score is not None:
+                metrics["score"] = float(trial.score)
+            tags = {"trial_status": status}
+            if trial.message:
+                tags["error"] = trial.message.strip().splitlines()[-1][:500]
+            runs.finish(
+                trial.trial_id, "FINISHED" if status == "COMPLETED" else "FAILED", metrics, tags
+            )
+            ended = [t for t in self.oracle.trials.values() if t.status in ("COMPLETED", "FAILED")]
+            scores = [t.score for t in ended if t.score is not None]
+            score_text = f"{trial.score:.4f}" if trial.score is not None else status.lower()
+            best_text = f"{max(scores):.4f}" if scores else "-"
+            print(
+                f"tune {family}: trial {len(ended)} of {planned} ({trial.trial_id}) "
+                f"{duration:.0f}s, score {score_text}, best {best_text}, "
+                f"elapsed {time.monotonic() - self.search_started:.0f}s",
+                flush=True,
+            )
+
+    return TrackedTuner
+
+
+def _make_tuner(
+    params: Params, family: Family, runs: tracking.ChildRuns, directory: Path, project_name: str
+) -> Any:
+    import keras_tuner
+
+    budget = params.tune.family(family).budget
+    space = params.tune.family(family).space.model_dump()
+    planned = planned_trials(params.tune.tuner, budget)
+    common: dict[str, Any] = {
+        "hypermodel": make_hypermodel(family, space),
+        "objective": OBJECTIVE,
+        "directory": str(directory),
+        "project_name": project_name,
+        "seed": params.seed,
+        "overwrite": False,
+        "max_retries_per_trial": 0,
+    }
+    if params.tune.tuner == "hyperband":
+        base: type = keras_tuner.Hyperband
+        specific: dict[str, Any] = {
+            "max_epochs": budget.max_epochs,
+            "factor": budget.hyperband_factor,
+            "hyperband_iterations": 1,
+        }
+    else:
+        base = (
+            keras_tuner.BayesianOptimization
+            if params.tune.tuner == "bayesian"
+            else keras_tuner.RandomSearch
+        )
+        specific = {"max_trials": budget.max_trials}
+    tuner_class = _tracked_tuner_class(base, runs, family, params.seed, planned)
+    return tuner_class(**common, **specific)
+
+
+def _trial_records(tuner: Any, space_keys: set[str]) -> list[TrialRecord]:
+    return [
+        TrialRecord(
+            trial_id=trial.trial_id,
+            status=str(trial.status),
+            score=None if trial.score is None else float(trial.score),
+            hyperparameters={
+                key: value
+                for key, value in trial.hyperparameters.values.items()
+                if key in space_keys
+            },
+        )
+        for trial in sorted(tuner.oracle.trials.values(), key=lambda item: item.trial_id)
+    ]
+
+
+def _first_failure(tuner: Any) -> str:
+    for trial in tuner.oracle.trials.values():
+        if trial.message:
+            return str(trial.message).strip().splitlines()[-1]
+    return "no trial completed"
+
+
+def data_digest(prepared_dir: Path) -> str:
+    return hashlib.sha256(
+        "".join(
+            file_md5(split_path(prepared_dir, split)) for split in ("train", "validation")
+        ).encode()
+    ).hexdigest()[:16]
+
+
+def run_tune(params: Params, family: Family, root: Path) -> TuneResult:
+    """Search one family's space; write best hyperparameters, a summary, trials table and chart."""
+    import tensorflow as tf
+
+    from digit_recognizer.reporting import plot_search, trials_table
+
+    tf.config.experimental.enable_op_determinism()
+    family_config = params.tune.family(family)
+    budget = family_config.budget
+    prepared_dir = Path(params.paths.prepared_dir)
+    train = search_subset(load_split(prepared_dir, "train"), budget.search_fraction, params.seed)
+    validation = load_split(prepared_dir, "validation")
+    fingerprint = search_fingerprint(params, family, data_digest(prepared_dir))
+    directory = Path(params.paths.tuning_dir) / family
+    for stale in directory.glob("*") if directory.exists() else []:
+        if stale.name != fingerprint:  # a changed space, budget or data: start afresh
+            shutil.rmtree(stale) if stale.is_dir() else stale.unlink()
+
+    store = tracking.Store.for_project(params.mlflow, root)
+    search_tags = {"stage": "tune", "family": family, "search_fingerprint": fingerprint}
+    parent_id = tracking.find_run(store, search_tags)
+    started = time.monotonic()
+    with tracking.run(
+        store,
+        f"tune-{family}",
+        {**search_tags, **tracking.lineage_tags(root, None)},
+        run_id=parent_id,
+    ) as run_id:
+        tracking.log_params(
+            {
+                "tuner": params.tune.tuner,
+                "seed": params.seed,
+                "train_rows": len(train),
+                "validation_rows": len(validation),
+                **{f"budget.{k}": v for k, v in budget.model_dump().items()},
+                **{f"space.{k}": v for k, v in family_config.space.model_dump().items()},
+            }
+        )
+        runs = tracking.ChildRuns(store, run_id, key_tag="trial_id")
+        tuner = _make_tuner(params, family, runs, directory, fingerprint)
+        import keras
+
+        fit_arguments: dict[str, Any] = {
+            "x": model_input(train.images),
+            "y": train.labels,
+            "validation_data": (model_input(validation.images), validation.labels),
+            "batch_size": budget.batch_size,
+            "verbose": 0,
+            "callbacks": [
+                keras.callbacks.EarlyStopping(
+                    monitor=OBJECTIVE, patience=budget.early_stopping_patience
+                )
+            ],
+        }
+        if params.tune.tuner != "hyperband":
+            fit_arguments["epochs"] = budget.max_epochs
+        try:
+            tuner.search(**fit_arguments)
+        except RuntimeError as error:  # Keras Tuner gives up after consecutive failed trials
+            runs.abort_open("FAILED")
+            raise UserError(
+                f"tune {family}: search stopped: {str(error).splitlines()[0]}; "
+                f"first trial error: {_first_failure(tuner)}"
+            ) from None
+        except BaseException:
+            runs.abort_open("KILLED")
+            traceback.print_exc(limit=0)
+            raise
+        space_keys = set(family_config.space.model_dump())
+        trials = _trial_records(tuner, space_keys)
+        completed = [trial for trial in trials if trial.status == "COMPLETED"]
+        if not completed:
+            raise UserError(
+                f"tune {family}: no trial succeeded ({len(trials)} failed); "
+                f"first error: {_first_failure(tuner)}"
+            )
+        best_trial = tuner.oracle.get_best_trials(1)[0]
+        best = choose_hyperparameters(best_trial.hyperparameters, family_config.space.model_dump())
+        best_score = float(best_trial.score)
+        duration = time.monotonic() - started
+        summary = {
+            "best_score": best_score,
+            "trials_completed": len(completed),
+            "trials_failed": len(trials) - len(completed),
+            "search_seconds": round(duration, 1),
+        }
+        write_json(Path(params.paths.hyperparameters_dir) / f"{family}.json", best)
+        write_json(Path(params.paths.metrics_dir) / f"tune_{family}.json", summary)
+        table_path = Path(params.paths.reports_dir) / "tuning" / f"{family}_trials.csv"
+        chart_path = Path(params.paths.reports_dir) / "tuning" / f"{family}_search.png"
+        trials_table(trials, table_path)
+        plot_search(trials, family, chart_path)
+        tracking.log_params({f"best.{key}": value for key, value in best.items()})
+        tracking.log_metrics(
+            {
+                "best_score": best_score,
+                "trials_completed": len(completed),
+                "trials_failed": len(trials) - len(completed),
+            }
+        )
+        tracking.log_artifacts([table_path, chart_path], "tuning")
+    return TuneResult(family, best, best_score, trials, duration, run_id)
