@@ -33,12 +33,12 @@ def write_tiny_data(data_dir: Path, per_class: int = 12, seed: int = 0) -> None:
     write_digits_csv(data_dir / "test.csv", synthetic_digits(max(2, per_class // 3), seed + 1))
 
 
-def tiny_params() -> dict:
+def tiny_params() -> dict:  # noqa: D401
     """The repository's params.yaml with budgets shrunk for tests."""
     params = yaml.safe_load((REPOSITORY / "params.yaml").read_text())
     params["prepare"]["eda_samples_per_class"] = 2
     params["prepare"]["validation_fraction"] = 0.25
-    return params
+    return shrink_to_tiny_budgets(params)
 
 
 @pytest.fixture(scope="session")
@@ -57,3 +57,21 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mlflow_store: str) 
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_store)
     yield tmp_path
+
+
+def shrink_to_tiny_budgets(params: dict) -> dict:
+    """Search and training budgets that finish in seconds on tiny data."""
+    for family in ("ann", "cnn"):
+        params["tune"][family]["budget"].update(max_epochs=2, max_trials=2, search_fraction=1.0)
+        params["train"][family]["max_epochs"] = 2
+    params["tune"]["ann"]["space"].update(units=[16, 32], hidden_layers=[1], batch_norm=[False])
+    params["tune"]["cnn"]["space"].update(conv_blocks=[2], filters=[4, 8], dropout=[0.25])
+    params["baselines"].update(
+        knn={"pca_components": 10, "neighbors": [3]},
+        decision_tree={"max_depth": [5]},
+        random_forest={"n_estimators": [5], "max_depth": [5]},
+        logistic_regression={"inverse_regularization": [1.0], "max_iter": 50},
+    )
+    params["evaluate"]["latency_repeats"] = 3
+    params["evaluate"]["gallery_size"] = 4
+    return params

@@ -74,18 +74,29 @@ def _evaluate(arguments: argparse.Namespace, params: Params) -> None:
     )
 
 
-def _compare(arguments: argparse.Namespace, params: Params) -> None:
-    from digit_recognizer.reporting import write_comparison
+def _baselines(arguments: argparse.Namespace, params: Params) -> None:
+    from digit_recognizer.baselines import run_baselines
+    from digit_recognizer.tracking import project_root
+
+    for result in run_baselines(params, project_root()):
+        accuracy = "n/a" if result.test_accuracy is None else f"{result.test_accuracy:.4f}"
+        print(
+            f"baselines {result.name}: test accuracy {accuracy} with {result.settings} "
+            f"(fit {result.fit_seconds:.1f}s); MLflow run {result.run_id}"
+        )
+
+
+def _report(arguments: argparse.Namespace, params: Params) -> None:
+    from digit_recognizer.models.classical import BASELINES
+    from digit_recognizer.reporting import write_report
 
     metrics_dir = Path(params.paths.metrics_dir)
-    missing = [family for family in FAMILIES if not (metrics_dir / f"{family}.json").exists()]
+    metrics_files = {name: metrics_dir / f"{name}.json" for name in (*FAMILIES, *BASELINES)}
+    missing = [path for path in metrics_files.values() if not path.exists()]
     if missing:
-        raise UserError(f"{metrics_dir}/{missing[0]}.json: not found; run evaluate first")
-    paths = write_comparison(
-        {family: metrics_dir / f"{family}.json" for family in FAMILIES},
-        Path(params.paths.reports_dir),
-    )
-    print(f"compare: wrote {', '.join(str(path) for path in paths)}")
+        raise UserError(f"{missing[0]}: not found; run the evaluate and baselines stages first")
+    paths = write_report(metrics_files, Path(params.paths.reports_dir))
+    print(f"report: wrote {', '.join(str(path) for path in paths)}")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -130,8 +141,13 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("family", choices=FAMILIES)
     evaluate.set_defaults(handler=_evaluate)
 
-    compare = commands.add_parser("compare", help="stage: ANN vs CNN table and chart")
-    compare.set_defaults(handler=_compare)
+    baselines = commands.add_parser(
+        "baselines", help="stage: KNN, tree, forest, logistic regression"
+    )
+    baselines.set_defaults(handler=_baselines)
+
+    report = commands.add_parser("report", help="stage: every model compared (summary.md, chart)")
+    report.set_defaults(handler=_report)
     return parser
 
 
@@ -142,8 +158,14 @@ def _terminate(signum: int, frame: FrameType | None) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     arguments = build_parser().parse_args(argv)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ start-up chatter
-    warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TensorFlow C++ chatter; errors still raise
+    for noise in (
+        "Skipping variable loading for optimizer",
+        "Hint: Inferred schema contains integer",
+        ".*input example was not provided",
+        "Passing a Python object as `python_model`",
+    ):
+        warnings.filterwarnings("ignore", message=noise)
     handler: Callable[[argparse.Namespace, Params], None] = arguments.handler
     signal.signal(signal.SIGTERM, _terminate)
     try:

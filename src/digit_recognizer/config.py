@@ -133,6 +133,35 @@ class TrainConfig(Section):
         return self.ann if family == "ann" else self.cnn
 
 
+class KnnConfig(Section):
+    pca_components: int = Field(default=50, ge=1, le=784)
+    neighbors: list[int] = Field(default=[3, 5], min_length=1)
+
+
+class DecisionTreeConfig(Section):
+    max_depth: list[int] = Field(default=[12, 20], min_length=1)
+
+
+class RandomForestConfig(Section):
+    n_estimators: list[int] = Field(default=[60], min_length=1)
+    max_depth: list[int] = Field(default=[20], min_length=1)
+
+
+class LogisticRegressionConfig(Section):
+    inverse_regularization: list[float] = Field(default=[0.1], min_length=1)
+    max_iter: int = Field(default=100, ge=1)
+
+
+class BaselinesConfig(Section):
+    """scikit-learn baselines; each list is a small grid searched on the validation split."""
+
+    n_jobs: int = Field(default=2, ge=1)
+    knn: KnnConfig = KnnConfig()
+    decision_tree: DecisionTreeConfig = DecisionTreeConfig()
+    random_forest: RandomForestConfig = RandomForestConfig()
+    logistic_regression: LogisticRegressionConfig = LogisticRegressionConfig()
+
+
 class EvaluateConfig(Section):
     gallery_size: int = Field(default=24, ge=1, le=100)
     latency_repeats: int = Field(default=50, ge=1)
@@ -143,6 +172,7 @@ class Params(Section):
     paths: PathsConfig = PathsConfig()
     mlflow: MlflowConfig = MlflowConfig()
     prepare: PrepareConfig = PrepareConfig()
+    baselines: BaselinesConfig = BaselinesConfig()
     tune: TuneConfig = TuneConfig()
     train: TrainConfig = TrainConfig()
     evaluate: EvaluateConfig = EvaluateConfig()

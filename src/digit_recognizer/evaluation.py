@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from collections.abc import Callable
 
 import numpy as np
 import numpy.typing as npt
@@ -112,18 +112,21 @@ def plot_confident_errors(
     save_figure(figure, path)
 
 
-def measure_latency(model: Any, images: npt.NDArray[np.uint8], repeats: int) -> dict[str, float]:
-    """Median milliseconds per image for a single image and for batches of 256."""
-    from digit_recognizer.tuning import model_input
+ProbabilityFunction = Callable[[npt.NDArray[np.uint8]], npt.NDArray[np.float64]]
 
+
+def measure_latency(
+    predict: ProbabilityFunction, images: npt.NDArray[np.uint8], repeats: int
+) -> dict[str, float]:
+    """Median milliseconds per image for a single image and for batches of 256."""
     measured = {}
     for batch_size in (1, 256):
-        batch = model_input(np.resize(images, (batch_size, images.shape[1])))
-        model(batch, training=False)  # warm-up: graph tracing is not inference
+        batch = np.resize(images, (batch_size, images.shape[1]))
+        predict(batch)  # warm-up: graph tracing and caches are not inference
         timings = []
         for _ in range(repeats if batch_size == 1 else max(3, repeats // 10)):
             started = time.perf_counter()
-            model(batch, training=False)
+            predict(batch)
             timings.append((time.perf_counter() - started) * 1000 / batch_size)
         measured[f"latency_ms_batch{batch_size}"] = float(np.median(timings))
     return measured
@@ -142,6 +145,82 @@ def confusion_rows(labels: npt.NDArray[np.uint8], predicted: npt.NDArray[np.int6
     )
 
 
+@dataclass(frozen=True)
+class ModelUnderTest:
+    """Any classifier: its name, a probability function over Kaggle rows, and its footprint."""
+
+    name: str
+    predict: ProbabilityFunction
+    parameters: int
+    size_bytes: int
+    train_seconds: float
+
+
+@dataclass(frozen=True)
+class ModelScores:
+    metrics: dict[str, float]
+    artifacts: list[Path]
+    test_predictions: npt.NDArray[np.int64]
+
+
+def evaluate_model(model: ModelUnderTest, params: Params) -> ModelScores:
+    """Score on validation and (when labelled) test; write metrics JSON, DVC confusion data,
+    confusion heatmap and error gallery. The same code for every model family."""
+    prepared_dir = Path(params.paths.prepared_dir)
+    validation, test = load_split(prepared_dir, "validation"), load_split(prepared_dir, "test")
+    assert validation.labels is not None
+    probabilities = {
+        "validation": model.predict(validation.images),
+        "test": model.predict(test.images),
+    }
+    metrics = score(validation.labels, probabilities["validation"], "validation")
+    scored_split, scored = "validation", validation
+    if test.labels is not None:
+        metrics.update(score(test.labels, probabilities["test"], "test"))
+        scored_split, scored = "test", test
+    assert scored.labels is not None
+    metrics.update(
+        measure_latency(model.predict, validation.images, params.evaluate.latency_repeats)
+    )
+    metrics.update(
+        parameters=float(model.parameters),
+        model_size_bytes=float(model.size_bytes),
+        train_seconds=round(model.train_seconds, 1),
+    )
+
+    predicted = probabilities[scored_split].argmax(axis=1)
+    reports = Path(params.paths.reports_dir) / model.name
+    confusion_png, errors_png = reports / "confusion_matrix.png", reports / "confident_errors.png"
+    title = f"{model.name} on {scored_split}"
+    plot_confusion(scored.labels, predicted, title, confusion_png)
+    plot_confident_errors(
+        scored.images,
+        scored.labels,
+        probabilities[scored_split],
+        params.evaluate.gallery_size,
+        title,
+        errors_png,
+    )
+    write_text(
+        Path(params.paths.plots_dir) / model.name / "confusion.csv",
+        confusion_rows(scored.labels, predicted),
+    )
+    write_json(
+        Path(params.paths.metrics_dir) / f"{model.name}.json",
+        {key: round(value, 6) for key, value in metrics.items()},
+    )
+    return ModelScores(metrics, [confusion_png, errors_png], probabilities["test"].argmax(axis=1))
+
+
+def headline(metrics: dict[str, float]) -> dict[str, str]:
+    """The scores worth a registry tag."""
+    return {
+        key: f"{value:.6f}"
+        for key, value in metrics.items()
+        if key.endswith(("_accuracy", "_macro_f1", "_log_loss")) or key.startswith("latency")
+    }
+
+
 def run_evaluate(params: Params, family: Family, root: Path) -> Evaluation:
     import keras
 
@@ -150,59 +229,31 @@ def run_evaluate(params: Params, family: Family, root: Path) -> Evaluation:
 
     trained = load_trained(params, family)
     keras_path = model_path(params, family)
-    model = keras.models.load_model(keras_path, compile=False)
-    prepared_dir = Path(params.paths.prepared_dir)
-    validation, test = load_split(prepared_dir, "validation"), load_split(prepared_dir, "test")
-    predictions = {
-        name: predict_frame(model, table.images)
-        for name, table in (("validation", validation), ("test", test))
-    }
-    probabilities = {
-        name: frame.filter(like="prob_").to_numpy() for name, frame in predictions.items()
-    }
-    metrics = score(validation.labels, probabilities["validation"], "validation")  # type: ignore[arg-type]
-    scored_split, scored = ("test", test) if test.labels is not None else ("validation", validation)
-    if test.labels is not None:
-        metrics.update(score(test.labels, probabilities["test"], "test"))
-    assert scored.labels is not None
-    metrics.update(measure_latency(model, validation.images, params.evaluate.latency_repeats))
-    metrics["parameters"] = float(model.count_params())
-    metrics["model_size_bytes"] = float(keras_path.stat().st_size)
-    metrics["train_seconds"] = trained.train_seconds
+    keras_model = keras.models.load_model(keras_path, compile=False)
 
-    predicted = probabilities[scored_split].argmax(axis=1)
-    reports = Path(params.paths.reports_dir) / family
-    confusion_png = reports / "confusion_matrix.png"
-    errors_png = reports / "confident_errors.png"
-    plot_confusion(scored.labels, predicted, f"{family} on {scored_split}", confusion_png)
-    plot_confident_errors(
-        scored.images,
-        scored.labels,
-        probabilities[scored_split],
-        params.evaluate.gallery_size,
-        f"{family} on {scored_split}",
-        errors_png,
+    def probabilities(images: npt.NDArray[np.uint8]) -> npt.NDArray[np.float64]:
+        return predict_frame(keras_model, images).filter(like="prob_").to_numpy()
+
+    scores = evaluate_model(
+        ModelUnderTest(
+            family,
+            probabilities,
+            keras_model.count_params(),
+            keras_path.stat().st_size,
+            trained.train_seconds,
+        ),
+        params,
     )
-    write_text(
-        Path(params.paths.plots_dir) / family / "confusion.csv",
-        confusion_rows(scored.labels, predicted),
-    )
+    metrics = scores.metrics
     submission = Path(params.paths.submissions_dir) / f"{family}.csv"
-    write_submission(predictions["test"]["label"].to_numpy(), submission)
-    write_json(
-        Path(params.paths.metrics_dir) / f"{family}.json",
-        {key: round(value, 6) for key, value in metrics.items()},
-    )
+    write_submission(scores.test_predictions, submission)
 
     store = tracking.Store.for_project(params.mlflow, root)
     with tracking.run(store, f"train-{family}", run_id=trained.run_id):
         tracking.log_metrics(metrics)
-        tracking.set_tags({"scored_split": scored_split})
-        tracking.log_artifacts([confusion_png, errors_png], "evaluation")
-    headline = {
-        key: f"{metrics[key]:.6f}"
-        for key in metrics
-        if key.endswith(("_accuracy", "_macro_f1", "_log_loss")) or key.startswith("latency")
-    }
-    tracking.set_model_version_tags(store, trained.registered_name, trained.version, headline)
+        tracking.log_artifacts(scores.artifacts, "evaluation")
+    tracking.set_model_version_tags(
+        store, trained.registered_name, trained.version, headline(metrics)
+    )
+    scored_split = "test" if "test_accuracy" in metrics else "validation"
     return Evaluation(family, metrics, scored_split, submission)

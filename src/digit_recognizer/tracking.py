@@ -319,3 +319,27 @@ def set_model_version_tags(store: Store, name: str, version: str, tags: Mapping[
     client = mlflow.MlflowClient(store.uri)
     for key, value in tags.items():
         client.set_model_version_tag(name, version, key, value)
+
+
+def log_sklearn_model(estimator: Any, example_rows: Any) -> str:
+    """Log a scikit-learn model whose signature takes Kaggle pixel columns."""
+    import mlflow
+    import pandas as pd
+    from mlflow.models import infer_signature
+
+    from digit_recognizer.data.kaggle_csv import PIXEL_COLUMNS
+
+    from skops.io import dumps, get_untrusted_types
+
+    example = pd.DataFrame(example_rows.astype("int64"), columns=list(PIXEL_COLUMNS))
+    signature = infer_signature(example, estimator.predict(example.to_numpy()))
+    # skops (no pickle) refuses types it does not know; these are the ones we just trained.
+    trusted = get_untrusted_types(data=dumps(estimator))
+    info = mlflow.sklearn.log_model(
+        estimator,
+        name="model",
+        signature=signature,
+        pip_requirements=_pinned_requirements(),
+        skops_trusted_types=trusted,
+    )
+    return str(info.model_uri)

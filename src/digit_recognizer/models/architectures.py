@@ -11,6 +11,9 @@ if TYPE_CHECKING:
 
 IMAGE_SHAPE = (28, 28, 1)
 CLASS_COUNT = 10
+# Keras' default (0.99) leaves the moving variance near its initial value after the ~200 steps
+# of a one-epoch search trial, so short trials scored ~11 %; 0.9 settles within a few dozen.
+BATCH_NORM_MOMENTUM = 0.9
 
 
 @dataclass(frozen=True)
@@ -78,7 +81,7 @@ def _dense_block(inputs: Any, units: int, activation: str, batch_norm: bool, dro
 
     hidden = layers.Dense(units, use_bias=not batch_norm)(inputs)
     if batch_norm:
-        hidden = layers.BatchNormalization()(hidden)
+        hidden = layers.BatchNormalization(momentum=BATCH_NORM_MOMENTUM)(hidden)
     hidden = layers.Activation(activation)(hidden)
     return layers.Dropout(dropout)(hidden) if dropout > 0 else hidden
 
@@ -111,7 +114,7 @@ def _cnn_body(inputs: Any, hyperparameters: CnnHyperparameters) -> Any:
                 use_bias=not hyperparameters.batch_norm,
             )(hidden)
             if hyperparameters.batch_norm:
-                hidden = layers.BatchNormalization()(hidden)
+                hidden = layers.BatchNormalization(momentum=BATCH_NORM_MOMENTUM)(hidden)
             hidden = layers.Activation("relu")(hidden)
         hidden = layers.MaxPooling2D()(hidden)
     hidden = layers.Flatten()(hidden)

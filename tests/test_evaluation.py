@@ -1,0 +1,79 @@
+"""Evaluation and the logged model: honest scores, Kaggle formats, clear refusals."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from digit_recognizer.data.kaggle_csv import PIXEL_COLUMNS
+from digit_recognizer.evaluation import confusion_rows, score, write_submission
+from digit_recognizer.models.architectures import AnnHyperparameters, build_model
+from digit_recognizer.models.pyfunc import pixels_from, predict_frame
+from tests.conftest import synthetic_digits
+
+
+def test_scores_of_a_perfect_and_a_wrong_prediction() -> None:
+    labels = np.arange(10, dtype=np.uint8)
+    perfect = np.eye(10)
+    metrics = score(labels, perfect, "test")
+    assert metrics["test_accuracy"] == 1.0 and metrics["test_macro_f1"] == 1.0
+    assert metrics["test_log_loss"] < 1e-5
+    shifted = np.roll(np.eye(10), 1, axis=1)
+    worse = score(labels, shifted, "test")
+    assert worse["test_accuracy"] == 0.0 and worse["test_recall_3"] == 0.0
+
+
+def test_submission_and_confusion_formats(tmp_path: Path) -> None:
+    write_submission(np.array([7, 2, 1]), tmp_path / "submission.csv")
+    assert (tmp_path / "submission.csv").read_text() == "ImageId,Label\n1,7\n2,2\n3,1\n"
+    assert (
+        confusion_rows(np.array([1, 2], np.uint8), np.array([1, 3]))
+        == "actual,predicted\n1,1\n2,3\n"
+    )
+
+
+def test_predictions_are_labels_plus_probabilities() -> None:
+    model = build_model(AnnHyperparameters(units=8, hidden_layers=1))
+    frame = predict_frame(model, synthetic_digits(1, 0).images)
+    assert list(frame.columns) == ["label"] + [f"prob_{digit}" for digit in range(10)]
+    assert (frame["label"] == frame.iloc[:, 1:].to_numpy().argmax(axis=1)).all()
+
+
+def test_a_shifted_digit_keeps_its_label_for_a_trained_cnn() -> None:
+    from digit_recognizer.models.architectures import CnnHyperparameters
+    from digit_recognizer.tuning import model_input
+
+    data = synthetic_digits(per_class=20, seed=4)
+    model = build_model(CnnHyperparameters(filters=8, dense_units=32), seed=0)
+    model.fit(model_input(data.images), data.labels, epochs=8, verbose=0)
+    images = data.images[:40].reshape(-1, 28, 28)
+    shifted = np.roll(images, 1, axis=2).reshape(-1, 784)  # one pixel to the right
+    original = predict_frame(model, data.images[:40])["label"].to_numpy()
+    moved = predict_frame(model, shifted)["label"].to_numpy()
+    assert (original == data.labels[:40]).mean() > 0.9
+    assert (moved == original).mean() >= 0.9
+
+
+@pytest.mark.parametrize(
+    ("rows", "message"),
+    [
+        (np.zeros((2, 783)), "expected rows of 784 pixels"),
+        (np.full((1, 784), 256), "within 0-255"),
+        (np.full((1, 784), 0.5), "integers 0-255"),
+        (np.full((1, 784), "a"), "non-numeric"),
+        (np.zeros((0, 784)), "no rows"),
+        (pd.DataFrame({"pixel0": [1]}), "missing"),
+    ],
+)
+def test_bad_rows_are_refused_with_the_reason(rows: object, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        pixels_from(rows)
+
+
+def test_kaggle_frame_with_extra_label_column_is_accepted() -> None:
+    frame = pd.DataFrame(np.ones((2, 784), dtype=np.int64), columns=list(PIXEL_COLUMNS))
+    frame.insert(0, "label", [1, 2])
+    assert pixels_from(frame).shape == (2, 784)

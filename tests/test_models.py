@@ -1,0 +1,60 @@
+"""Model behaviour: every hypermodel builds from default hyperparameters; builders are sane."""
+
+from __future__ import annotations
+
+import keras_tuner
+import numpy as np
+import pytest
+
+from digit_recognizer.config import FAMILIES, parse_params
+from digit_recognizer.models.architectures import (
+    AnnHyperparameters,
+    Augmentation,
+    CnnHyperparameters,
+    build_model,
+)
+from digit_recognizer.tuning import make_hypermodel, model_input, planned_trials
+from tests.conftest import synthetic_digits
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_every_hypermodel_builds_from_default_hyperparameters(family: str) -> None:
+    space = parse_params({}).tune.family(family).space.model_dump()  # type: ignore[arg-type]
+    model = make_hypermodel(family, space).build(keras_tuner.HyperParameters())  # type: ignore[arg-type]
+    assert model.output_shape == (None, 10)
+    assert model.input_shape == (None, 28, 28, 1)
+
+
+@pytest.mark.parametrize(
+    "hyperparameters",
+    [
+        AnnHyperparameters(hidden_layers=3, activation="gelu", batch_norm=False),
+        CnnHyperparameters(conv_blocks=3, convs_per_block=2, kernel_size=5),
+    ],
+)
+def test_models_output_probabilities_for_raw_pixels(hyperparameters: object) -> None:
+    model = build_model(hyperparameters, Augmentation(), seed=1)  # type: ignore[arg-type]
+    probabilities = np.asarray(model(model_input(synthetic_digits(1, 0).images)))
+    assert probabilities.shape == (10, 10)
+    assert np.allclose(probabilities.sum(axis=1), 1.0, atol=1e-5)
+
+
+def test_training_lowers_the_loss() -> None:
+    data = synthetic_digits(per_class=10, seed=2)
+    model = build_model(AnnHyperparameters(units=32, hidden_layers=1), seed=0)
+    history = model.fit(model_input(data.images), data.labels, epochs=4, verbose=0)
+    assert history.history["loss"][-1] < history.history["loss"][0]
+
+
+def test_hyperband_trial_count_matches_keras_tuner() -> None:
+    budget = parse_params({}).tune.cnn.budget
+    oracle = keras_tuner.oracles.HyperbandOracle(
+        objective="val_accuracy", max_epochs=budget.max_epochs, factor=budget.hyperband_factor
+    )
+    expected = sum(
+        oracle._get_size(bracket, round_number)
+        for bracket in range(oracle._get_num_brackets())
+        for round_number in range(bracket + 1)
+    )
+    assert planned_trials("hyperband", budget) == expected
+    assert planned_trials("random", budget) == budget.max_trials

@@ -1,0 +1,146 @@
+"""Search: trials are nested MLflow runs, searches resume after a kill, crashes are not hidden."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import mlflow
+import pytest
+import yaml
+
+from digit_recognizer.cli import main
+from digit_recognizer.config import load_params
+from tests.conftest import REPOSITORY
+
+DIGITS = [sys.executable, "-m", "digit_recognizer.cli"]
+
+
+def child_runs(parent_run_id: str) -> list[mlflow.entities.Run]:
+    return mlflow.search_runs(
+        experiment_names=["digit-recognizer"],
+        output_format="list",
+        filter_string=f"tags.mlflow.parentRunId = '{parent_run_id}'",
+    )
+
+
+def tune_parents(family: str) -> list[mlflow.entities.Run]:
+    return mlflow.search_runs(
+        experiment_names=["digit-recognizer"],
+        output_format="list",
+        filter_string=f"tags.stage = 'tune' and tags.family = '{family}'",
+    )
+
+
+def test_search_logs_a_parent_with_one_nested_run_per_trial(project: Path) -> None:
+    # given prepared tiny data
+    assert main(["prepare"]) == 0
+    # when the ANN search runs
+    assert main(["tune", "ann"]) == 0
+    # then the parent holds the best hyperparameters, and each trial is a finished child run
+    parent = tune_parents("ann")[0]
+    assert parent.info.status == "FINISHED"
+    best = json.loads(Path("hyperparameters/ann.json").read_text())
+    assert parent.data.params["best.units"] == str(best["units"])
+    children = child_runs(parent.info.run_id)
+    summary = json.loads(Path("metrics/tune_ann.json").read_text())
+    assert len(children) == summary["trials_completed"] == 2
+    for child in children:
+        assert child.info.status == "FINISHED"
+        assert {"units", "activation", "learning_rate"} <= set(child.data.params)
+        history = mlflow.MlflowClient().get_metric_history(child.info.run_id, "val_accuracy")
+        assert [metric.step for metric in history] == list(range(1, len(history) + 1))
+    assert Path("reports/tuning/ann_trials.csv").read_text().count("\n") == 3
+
+
+def test_same_seed_gives_the_same_trials(project: Path) -> None:
+    assert main(["prepare"]) == 0
+    assert main(["tune", "cnn"]) == 0
+    first = Path("reports/tuning/cnn_trials.csv").read_text()
+    for path in Path("tuning/cnn").iterdir():
+        subprocess.run(["rm", "-rf", str(path)], check=True)
+    assert main(["tune", "cnn"]) == 0
+    assert Path("reports/tuning/cnn_trials.csv").read_text() == first
+
+
+def test_a_search_where_every_trial_crashes_fails_clearly(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # given a CNN space whose models cannot be built (too many poolings for 28x28)
+    params = yaml.safe_load(Path("params.yaml").read_text())
+    params["tune"]["cnn"]["space"]["conv_blocks"] = [6]
+    Path("params.yaml").write_text(yaml.safe_dump(params))
+    assert main(["prepare"]) == 0
+    # when the search runs, then the stage fails in one line and nothing stays RUNNING
+    assert main(["tune", "cnn"]) == 2
+    assert "tune cnn:" in capsys.readouterr().err
+    parent = tune_parents("cnn")[0]
+    assert parent.info.status == "FAILED"
+    assert {child.info.status for child in child_runs(parent.info.run_id)} == {"FAILED"}
+    assert not Path("hyperparameters/cnn.json").exists()
+
+
+@pytest.mark.slow
+def test_killed_search_resumes_without_repeating_or_duplicating_trials(project: Path) -> None:
+    # given a search with several trials
+    params = yaml.safe_load(Path("params.yaml").read_text())
+    params["tune"]["tuner"] = "random"
+    params["tune"]["ann"]["budget"]["max_trials"] = 4
+    params["tune"]["ann"]["space"]["units"] = [8, 16, 32, 64]
+    Path("params.yaml").write_text(yaml.safe_dump(params))
+    assert main(["prepare"]) == 0
+    environment = {**os.environ, "PYTHONPATH": str(REPOSITORY / "src")}
+    # when it is killed (SIGKILL: no clean-up at all) after its first trial
+    process = subprocess.Popen(
+        [*DIGITS, "tune", "ann"], stdout=subprocess.PIPE, text=True, env=environment
+    )
+    assert process.stdout is not None
+    first_lines = []
+    for line in process.stdout:
+        first_lines.append(line)
+        if "trial 1 of 4" in line:
+            process.send_signal(signal.SIGKILL)
+            break
+    process.wait(timeout=60)
+    parent_before = tune_parents("ann")[0]
+    finished_before = {
+        run.data.tags["trial_id"]: run.info.run_id
+        for run in child_runs(parent_before.info.run_id)
+        if run.info.status == "FINISHED"
+    }
+    assert len(finished_before) == 1, first_lines
+    # and run again
+    resumed = subprocess.run(
+        [*DIGITS, "tune", "ann"], capture_output=True, text=True, env=environment
+    )
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    # then the finished trial is neither repeated nor duplicated, and the search completes
+    assert "trial 1 of 4" not in resumed.stdout, resumed.stdout
+    parents = tune_parents("ann")
+    assert [run.info.run_id for run in parents] == [parent_before.info.run_id]
+    children = child_runs(parent_before.info.run_id)
+    assert sorted(run.data.tags["trial_id"] for run in children) == ["0", "1", "2", "3"]
+    assert {run.info.status for run in children} == {"FINISHED"}
+    for trial_id, run_id in finished_before.items():
+        assert {run.info.run_id for run in children if run.data.tags["trial_id"] == trial_id} == {
+            run_id
+        }
+    assert parents[0].info.status == "FINISHED"
+
+
+def test_changed_space_starts_a_fresh_search(project: Path) -> None:
+    assert main(["prepare"]) == 0
+    assert main(["tune", "ann"]) == 0
+    before = {path.name for path in Path("tuning/ann").iterdir()}
+    params = yaml.safe_load(Path("params.yaml").read_text())
+    params["tune"]["ann"]["space"]["units"] = [24]
+    Path("params.yaml").write_text(yaml.safe_dump(params))
+    assert main(["tune", "ann"]) == 0
+    after = {path.name for path in Path("tuning/ann").iterdir()}
+    assert len(before) == len(after) == 1 and before != after
+    assert json.loads(Path("hyperparameters/ann.json").read_text())["units"] == 24
+    assert load_params(Path("params.yaml")).tune.ann.space.units == [24]
