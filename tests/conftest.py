@@ -33,7 +33,7 @@ def write_tiny_data(data_dir: Path, per_class: int = 12, seed: int = 0) -> None:
     write_digits_csv(data_dir / "test.csv", synthetic_digits(max(2, per_class // 3), seed + 1))
 
 
-def tiny_params() -> dict:  # noqa: D401
+def tiny_params() -> dict:
     """The repository's params.yaml with budgets shrunk for tests."""
     params = yaml.safe_load((REPOSITORY / "params.yaml").read_text())
     params["prepare"]["eda_samples_per_class"] = 2

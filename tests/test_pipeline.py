@@ -101,7 +101,7 @@ def test_dvc_repro_runs_every_stage_then_only_what_changed(tmp_path: Path) -> No
     # when nothing changed, a second repro is a no-op
     assert ran_stages(run(["dvc", "repro"], tmp_path, environment)) == set()
 
-    # when one CNN parameter changes, only the CNN stages (and the comparison) rerun
+    # when one CNN parameter changes, only the CNN stages (and what reads them) rerun
     params = yaml.safe_load((tmp_path / "params.yaml").read_text())
     params["train"]["cnn"]["batch_size"] = 16
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))

@@ -14,9 +14,13 @@ import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING
 
 from digit_recognizer.config import FAMILIES, Params, load_params
 from digit_recognizer.errors import UserError
+
+if TYPE_CHECKING:
+    from digit_recognizer.serving import ServerCommand
 
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
@@ -99,6 +103,91 @@ def _report(arguments: argparse.Namespace, params: Params) -> None:
     print(f"report: wrote {', '.join(str(path) for path in paths)}")
 
 
+def _promote(arguments: argparse.Namespace, params: Params) -> None:
+    from digit_recognizer.files import write_json
+    from digit_recognizer.registry import PromotionReport, promote
+    from digit_recognizer.tracking import project_root
+
+    manual = arguments.version is not None
+    if not manual and not params.promote.enabled:
+        report = PromotionReport(
+            "skipped", None, None, None, None, reason="promote.enabled is false in params.yaml"
+        )
+    else:
+        report = promote(params, project_root(), version=arguments.version, force=arguments.force)
+    if not manual:  # the promote stage's DVC metric; manual promotions only print
+        write_json(Path(params.paths.metrics_dir) / "promotion.json", report.as_json())
+    for gate in report.gates:
+        print(
+            f"  gate {gate.name}: {'pass' if gate.passed else 'FAIL'} "
+            f"(value {gate.value}, threshold {gate.threshold})"
+        )
+    subject = (
+        f"version {report.candidate_version} ({report.candidate_family})"
+        if report.candidate_version
+        else "no candidate"
+    )
+    print(
+        f"promote: {report.decision}: {subject}: {report.reason}; champion is now "
+        f"{report.champion_after or 'none'}"
+    )
+
+
+def _rollback(arguments: argparse.Namespace, params: Params) -> None:
+    from digit_recognizer.registry import rollback
+    from digit_recognizer.tracking import project_root
+
+    previous, current = rollback(params, project_root())
+    print(f"rollback: champion moved from version {previous} back to version {current}")
+
+
+def _registry(arguments: argparse.Namespace, params: Params) -> None:
+    from digit_recognizer.registry import registry_table
+    from digit_recognizer.tracking import project_root
+
+    print(registry_table(params, project_root()))
+
+
+def _run_server(command: ServerCommand) -> None:
+    import subprocess
+
+    print(" ".join(command.argv), file=sys.stderr, flush=True)
+    try:
+        completed = subprocess.run(command.argv, env=command.environment, check=False)
+    except KeyboardInterrupt:
+        return
+    if completed.returncode not in (0, -signal.SIGINT, -signal.SIGTERM):
+        raise UserError(f"{command.argv[0]} exited with status {completed.returncode}")
+
+
+def _serve(arguments: argparse.Namespace, params: Params) -> None:
+    from digit_recognizer.serving import serve_command
+    from digit_recognizer.tracking import project_root
+
+    _run_server(
+        serve_command(
+            params, project_root(), arguments.version, arguments.port or params.serve.port
+        )
+    )
+
+
+def _ui(arguments: argparse.Namespace, params: Params) -> None:
+    from digit_recognizer.serving import ui_command
+    from digit_recognizer.tracking import project_root
+
+    _run_server(ui_command(params, project_root(), arguments.port or params.serve.ui_port))
+
+
+def _predict(arguments: argparse.Namespace, params: Params) -> None:
+    from digit_recognizer.serving import predict_batch
+    from digit_recognizer.tracking import project_root
+
+    rows = predict_batch(
+        params, project_root(), arguments.input, arguments.version, arguments.output
+    )
+    print(f"predict: {rows} predictions written to {arguments.output}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="digits",
@@ -148,6 +237,45 @@ def build_parser() -> argparse.ArgumentParser:
 
     report = commands.add_parser("report", help="stage: every model compared (summary.md, chart)")
     report.set_defaults(handler=_report)
+
+    promote = commands.add_parser("promote", help="stage/action: move 'champion' through the gates")
+    promote.add_argument("--version", help="promote this registered version (gated)")
+    promote.add_argument(
+        "--force", action="store_true", help="promote even when gates fail (recorded as forced)"
+    )
+    promote.set_defaults(handler=_promote)
+
+    rollback = commands.add_parser("rollback", help="move 'champion' back to the previous champion")
+    rollback.set_defaults(handler=_rollback)
+
+    registry = commands.add_parser("registry", help="list versions, aliases and key metrics")
+    registry.set_defaults(handler=_registry)
+
+    serve = commands.add_parser("serve", help="serve the champion (mlflow models serve)")
+    serve.add_argument("--version", help="serve this version instead of the champion")
+    serve.add_argument("--port", type=int, help="port (default: serve.port in params.yaml)")
+    serve.set_defaults(handler=_serve)
+
+    ui = commands.add_parser("ui", help="the MLflow UI on the project's own store")
+    ui.add_argument("--port", type=int, help="port (default: serve.ui_port in params.yaml)")
+    ui.set_defaults(handler=_ui)
+
+    predict = commands.add_parser("predict", help="batch prediction to a Kaggle submission")
+    predict.add_argument(
+        "--input",
+        type=Path,
+        nargs="+",
+        required=True,
+        help="one CSV in the test.csv layout, or PNG images",
+    )
+    predict.add_argument("--version", help="use this version instead of the champion")
+    predict.add_argument(
+        "--output",
+        type=Path,
+        default=Path("predictions.csv"),
+        help="submission file to write (default: predictions.csv)",
+    )
+    predict.set_defaults(handler=_predict)
     return parser
 
 

@@ -167,6 +167,22 @@ class EvaluateConfig(Section):
     latency_repeats: int = Field(default=50, ge=1)
 
 
+class PromoteConfig(Section):
+    """Gates a candidate must pass before the ``champion`` alias moves to it."""
+
+    enabled: bool = True
+    min_test_accuracy: float = Field(default=0.98, ge=0.0, le=1.0)
+    min_improvement: float = Field(default=0.0005, ge=0.0, le=1.0)  # over the champion
+    min_class_recall: float = Field(default=0.95, ge=0.0, le=1.0)
+    max_latency_ms: float = Field(default=50.0, gt=0.0)  # one image, batch of 1
+
+
+class ServeConfig(Section):
+    host: str = "127.0.0.1"
+    port: int = Field(default=5001, ge=1, le=65535)
+    ui_port: int = Field(default=5000, ge=1, le=65535)
+
+
 class Params(Section):
     seed: int = 42
     paths: PathsConfig = PathsConfig()
@@ -176,6 +192,8 @@ class Params(Section):
     tune: TuneConfig = TuneConfig()
     train: TrainConfig = TrainConfig()
     evaluate: EvaluateConfig = EvaluateConfig()
+    promote: PromoteConfig = PromoteConfig()
+    serve: ServeConfig = ServeConfig()
 
 
 def parse_params(raw: Any, source: str = "params.yaml") -> Params:

@@ -8,9 +8,9 @@ compare ANN, CNN and baselines on the same keys.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from collections.abc import Callable
 
 import numpy as np
 import numpy.typing as npt

@@ -143,12 +143,12 @@ def write_report(metrics_files: dict[str, Path], folder: Path) -> list[Path]:
         "ms/image (batch 256) | parameters | size (KB) |",
         "| ---: | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
-    for rank, row in enumerate(frame.itertuples(index=False), start=1):
+    for rank, row in enumerate(frame.to_dict("records"), start=1):
         lines.append(
-            f"| {rank} | {row.model} | {row.kind} | {row.accuracy:.2%} | "
-            f"{row.macro_f1:.4f} | {row.train_seconds:.0f} | {row.latency_ms_batch1:.3f}"
-            f" | {row.latency_ms_batch256:.4f} | {int(row.parameters):,} | "
-            f"{row.model_size_bytes / 1024:,.0f} |"
+            f"| {rank} | {row['model']} | {row['kind']} | {row['accuracy']:.2%} | "
+            f"{row['macro_f1']:.4f} | {row['train_seconds']:.0f} | "
+            f"{row['latency_ms_batch1']:.3f} | {row['latency_ms_batch256']:.4f} | "
+            f"{int(row['parameters']):,} | {row['model_size_bytes'] / 1024:,.0f} |"
         )
     lines += ["", "Published figures of the two seed projects, for reference:", ""]
     lines += [f"- {name}: {accuracy:.2%}" for name, accuracy in SEED_FIGURES]

@@ -2,8 +2,8 @@
 
 Every trial is a nested MLflow run under one parent per search. The tuner's state lives in
 ``tuning/<family>/<fingerprint>``; the fingerprint covers the space, the budget, the tuner, the
-seed and the data, so re-running after an interruption continues the same search while any
-change to those starts a fresh one.
+seed, the data and the search's own code, so re-running after an interruption continues the
+same search while any change to those starts a fresh one.
 """
 
 from __future__ import annotations
@@ -74,6 +74,14 @@ def search_subset(table: DigitTable, fraction: float, seed: int) -> DigitTable:
     return DigitTable(table.images[chosen], table.labels[chosen])
 
 
+def code_digest() -> str:
+    """The search's own code: a changed builder or search loop must not resume old trials."""
+    from digit_recognizer.models import architectures
+
+    sources = (Path(__file__), Path(architectures.__file__))
+    return hashlib.sha256(b"".join(path.read_bytes() for path in sources)).hexdigest()[:16]
+
+
 def search_fingerprint(params: Params, family: Family, data_digest: str) -> str:
     family_config = params.tune.family(family)
     identity = {
@@ -82,6 +90,7 @@ def search_fingerprint(params: Params, family: Family, data_digest: str) -> str:
         "seed": params.seed,
         "config": family_config.model_dump(),
         "data": data_digest,
+        "code": code_digest(),
     }
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -127,7 +136,7 @@ def planned_trials(tuner_name: str, budget: SearchBudget) -> int:
 
 
 class _EpochLogger:
-    """Keras callback logging each epoch to the trial's MLflow run (survives the tuner's deepcopy)."""
+    """Keras callback logging epochs to the trial's MLflow run; survives the tuner's deepcopy."""
 
     def __init__(self, runs: tracking.ChildRuns) -> None:
         import keras
@@ -155,7 +164,7 @@ def _tracked_tuner_class(
 
     logger = _EpochLogger(runs)
 
-    class TrackedTuner(base):  # type: ignore[misc, valid-type]
+    class TrackedTuner(base):
         search_started = time.monotonic()
         trial_started: dict[str, float] = {}  # noqa: RUF012 (one search per class)
 

@@ -65,7 +65,7 @@ def predict_frame(model: Any, pixels: npt.NDArray[np.uint8]) -> pd.DataFrame:
     return frame
 
 
-class DigitClassifier(mlflow.pyfunc.PythonModel):  # type: ignore[misc]
+class DigitClassifier(mlflow.pyfunc.PythonModel):  # type: ignore[name-defined]
     """A Keras ANN or CNN behind the Kaggle-row interface."""
 
     def load_context(self, context: Any) -> None:
