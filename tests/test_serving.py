@@ -72,7 +72,9 @@ def stop(process: subprocess.Popen[bytes]) -> None:
     process.wait(timeout=30)
 
 
-def split_payload(rows: list[list[object]], columns: list[str] | None = None) -> bytes:
+def split_payload(
+    rows: list[list[int]] | list[list[str]], columns: list[str] | None = None
+) -> bytes:
     return json.dumps(
         {"dataframe_split": {"columns": columns or list(PIXEL_COLUMNS), "data": rows}}
     ).encode()

@@ -15,6 +15,8 @@ import yaml
 
 from digit_recognizer.cli import main
 from digit_recognizer.config import load_params
+from digit_recognizer.data.kaggle_csv import DigitTable
+from digit_recognizer.data.prepare import load_split, save_split
 from tests.conftest import REPOSITORY
 
 DIGITS = [sys.executable, "-m", "digit_recognizer.cli"]
@@ -29,11 +31,13 @@ def child_runs(parent_run_id: str) -> list[mlflow.entities.Run]:
 
 
 def tune_parents(family: str) -> list[mlflow.entities.Run]:
-    return mlflow.search_runs(
+    """Search runs (parents) of a family, newest first; trial runs are their children."""
+    runs = mlflow.search_runs(
         experiment_names=["digit-recognizer"],
         output_format="list",
         filter_string=f"tags.stage = 'tune' and tags.family = '{family}'",
     )
+    return [run for run in runs if "mlflow.parentRunId" not in run.data.tags]
 
 
 def test_search_logs_a_parent_with_one_nested_run_per_trial(project: Path) -> None:
@@ -70,18 +74,36 @@ def test_same_seed_gives_the_same_trials(project: Path) -> None:
 def test_a_search_where_every_trial_crashes_fails_clearly(
     project: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    # given a CNN space whose models cannot be built (too many poolings for 28x28)
+    # given training labels that make every fit crash (like a missing module once did)
+    assert main(["prepare"]) == 0
+    train = load_split(Path("prepared"), "train")
+    assert train.labels is not None
+    save_split(Path("prepared/train.npz"), DigitTable(train.images, train.labels + 50))
+    # when the search runs, then the stage fails in one line naming the trial error
+    assert main(["tune", "ann"]) == 2
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert error.startswith("digits tune: error: tune ann: no trial succeeded"), error
+    assert "is not in [0, 10)" in error, error
+    # and nothing stays RUNNING: the parent and every trial are FAILED
+    parent = tune_parents("ann")[0]
+    assert parent.info.status == "FAILED"
+    trials = child_runs(parent.info.run_id)
+    assert trials and {child.info.status for child in trials} == {"FAILED"}
+    assert {child.data.tags["trial_status"] for child in trials} == {"FAILED"}
+    assert not Path("hyperparameters/ann.json").exists()
+
+
+def test_a_space_that_cannot_build_is_refused(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     params = yaml.safe_load(Path("params.yaml").read_text())
-    params["tune"]["cnn"]["space"]["conv_blocks"] = [6]
+    params["tune"]["cnn"]["space"]["conv_blocks"] = [6]  # six poolings do not fit 28x28
     Path("params.yaml").write_text(yaml.safe_dump(params))
     assert main(["prepare"]) == 0
-    # when the search runs, then the stage fails in one line and nothing stays RUNNING
     assert main(["tune", "cnn"]) == 2
-    assert "tune cnn:" in capsys.readouterr().err
-    parent = tune_parents("cnn")[0]
-    assert parent.info.status == "FAILED"
-    assert {child.info.status for child in child_runs(parent.info.run_id)} == {"FAILED"}
-    assert not Path("hyperparameters/cnn.json").exists()
+    error = capsys.readouterr().err.strip()
+    assert "the search space does not build a model" in error and "\n" not in error
+    assert tune_parents("cnn")[0].info.status == "FAILED"
 
 
 @pytest.mark.slow
@@ -120,7 +142,10 @@ def test_killed_search_resumes_without_repeating_or_duplicating_trials(project: 
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     # then the finished trial is neither repeated nor duplicated, and the search completes
     assert "trial 1 of 4" not in resumed.stdout, resumed.stdout
-    parents = tune_parents("ann")
+    fingerprint = parent_before.data.tags["search_fingerprint"]
+    parents = [
+        run for run in tune_parents("ann") if run.data.tags["search_fingerprint"] == fingerprint
+    ]
     assert [run.info.run_id for run in parents] == [parent_before.info.run_id]
     children = child_runs(parent_before.info.run_id)
     assert sorted(run.data.tags["trial_id"] for run in children) == ["0", "1", "2", "3"]

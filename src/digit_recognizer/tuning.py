@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 import shutil
 import time
 import traceback
@@ -263,10 +264,32 @@ def _trial_records(tuner: Any, space_keys: set[str]) -> list[TrialRecord]:
     ]
 
 
+def one_line(message: str, limit: int = 300) -> str:
+    """Keras errors span many lines with terminal colours; keep their words on one line."""
+    plain = re.sub(r"\x1b\[[0-9;]*m", "", message)
+    return " ".join(line.strip() for line in plain.splitlines() if line.strip())[:limit]
+
+
+def exception_summary(trace: str) -> str:
+    """From a trial's traceback: the exception's first line and its last meaningful line."""
+    lines = re.sub(r"\x1b\[[0-9;]*m", "", trace).strip().splitlines()
+    frames = [index for index, line in enumerate(lines) if line.startswith("  File ")]
+    tail = [
+        line.strip()
+        for line in lines[frames[-1] + 1 if frames else 0 :]
+        if line.strip() and not line.startswith(" ")
+    ]
+    meaningful = [line for line in tail if "{{node" not in line and not line.startswith("[[")]
+    if not meaningful:
+        return one_line(trace)
+    first, last = meaningful[0], meaningful[-1]
+    return one_line(first if first == last else f"{first} ... {last}")
+
+
 def _first_failure(tuner: Any) -> str:
     for trial in tuner.oracle.trials.values():
         if trial.message:
-            return str(trial.message).strip().splitlines()[-1]
+            return exception_summary(str(trial.message))
     return "no trial completed"
 
 
@@ -317,7 +340,12 @@ def run_tune(params: Params, family: Family, root: Path) -> TuneResult:
             }
         )
         runs = tracking.ChildRuns(store, run_id, key_tag="trial_id")
-        tuner = _make_tuner(params, family, runs, directory, fingerprint)
+        try:  # Keras Tuner builds a first model from the space's defaults right here
+            tuner = _make_tuner(params, family, runs, directory, fingerprint)
+        except (ValueError, TypeError) as error:
+            raise UserError(
+                f"tune {family}: the search space does not build a model: {one_line(str(error))}"
+            ) from None
         import keras
 
         fit_arguments: dict[str, Any] = {

