@@ -1,0 +1,70 @@
+"""Training: deterministic on CPU, fully tracked, and the logged model speaks Kaggle rows."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+
+from digit_recognizer.cli import main
+from digit_recognizer.data.kaggle_csv import PIXEL_COLUMNS
+from digit_recognizer.data.prepare import load_split
+
+
+@pytest.fixture
+def tuned_project(project: Path) -> Path:
+    """Tiny project with prepared data and fixed best hyperparameters for both families."""
+    assert main(["prepare"]) == 0
+    Path("hyperparameters").mkdir()
+    Path("hyperparameters/ann.json").write_text(json.dumps({
+        "hidden_layers": 1, "units": 16, "activation": "relu", "dropout": 0.0,
+        "batch_norm": False, "learning_rate": 0.003}))
+    Path("hyperparameters/cnn.json").write_text(json.dumps({
+        "conv_blocks": 2, "convs_per_block": 1, "filters": 4, "kernel_size": 3,
+        "batch_norm": True, "dropout": 0.25, "dense_units": 16, "learning_rate": 0.003}))
+    return project
+
+
+def test_same_seed_same_history(tuned_project: Path) -> None:
+    assert main(["train", "cnn"]) == 0
+    first = Path("plots/cnn/history.csv").read_text()
+    shutil.rmtree("models")
+    assert main(["train", "cnn"]) == 0
+    assert Path("plots/cnn/history.csv").read_text() == first, "training is not deterministic"
+
+
+def test_training_run_holds_params_epochs_and_a_registered_kaggle_model(tuned_project: Path) -> None:
+    # when the ANN trains
+    assert main(["train", "ann"]) == 0
+    record = json.loads(Path("models/ann.json").read_text())
+    run = mlflow.get_run(record["run_id"])
+    # then the run has the tuned and training params, per-epoch metrics with steps, and tags
+    assert run.data.params["hp.units"] == "16" and run.data.params["train.max_epochs"] == "2"
+    assert run.data.tags["family"] == "ann" and run.data.tags["stage"] == "train"
+    history = mlflow.MlflowClient().get_metric_history(run.info.run_id, "val_accuracy")
+    assert [metric.step for metric in history] == [1, 2]
+    # and the registered version is tagged and loads as a pyfunc that takes Kaggle rows
+    version = mlflow.MlflowClient().get_model_version("digit-recognizer", record["version"])
+    assert version.tags["family"] == "ann" and version.tags["run_id"] == run.info.run_id
+    model = mlflow.pyfunc.load_model(record["model_uri"])
+    test = load_split(Path("prepared"), "test")
+    rows = pd.DataFrame(test.images[:5].astype(np.int64), columns=list(PIXEL_COLUMNS))
+    predictions = model.predict(rows)
+    assert list(predictions.columns[:2]) == ["label", "prob_0"] and len(predictions) == 5
+    # a bad row is refused with the reason
+    rows.iloc[0, 0] = 999
+    with pytest.raises(mlflow.exceptions.MlflowException, match="within 0-255"):
+        model.predict(rows)
+
+
+def test_train_without_tuned_hyperparameters_fails_clearly(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["prepare"]) == 0
+    assert main(["train", "cnn"]) == 2
+    assert "hyperparameters/cnn.json: not found; run the tune stage first" in capsys.readouterr().err
