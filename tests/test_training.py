@@ -21,12 +21,32 @@ def tuned_project(project: Path) -> Path:
     """Tiny project with prepared data and fixed best hyperparameters for both families."""
     assert main(["prepare"]) == 0
     Path("hyperparameters").mkdir()
-    Path("hyperparameters/ann.json").write_text(json.dumps({
-        "hidden_layers": 1, "units": 16, "activation": "relu", "dropout": 0.0,
-        "batch_norm": False, "learning_rate": 0.003}))
-    Path("hyperparameters/cnn.json").write_text(json.dumps({
-        "conv_blocks": 2, "convs_per_block": 1, "filters": 4, "kernel_size": 3,
-        "batch_norm": True, "dropout": 0.25, "dense_units": 16, "learning_rate": 0.003}))
+    Path("hyperparameters/ann.json").write_text(
+        json.dumps(
+            {
+                "hidden_layers": 1,
+                "units": 16,
+                "activation": "relu",
+                "dropout": 0.0,
+                "batch_norm": False,
+                "learning_rate": 0.003,
+            }
+        )
+    )
+    Path("hyperparameters/cnn.json").write_text(
+        json.dumps(
+            {
+                "conv_blocks": 2,
+                "convs_per_block": 1,
+                "filters": 4,
+                "kernel_size": 3,
+                "batch_norm": True,
+                "dropout": 0.25,
+                "dense_units": 16,
+                "learning_rate": 0.003,
+            }
+        )
+    )
     return project
 
 
@@ -38,7 +58,7 @@ def test_same_seed_same_history(tuned_project: Path) -> None:
     assert Path("plots/cnn/history.csv").read_text() == first, "training is not deterministic"
 
 
-def test_training_run_holds_params_epochs_and_a_registered_kaggle_model(tuned_project: Path) -> None:
+def test_training_run_is_tracked_and_registers_a_kaggle_model(tuned_project: Path) -> None:
     # when the ANN trains
     assert main(["train", "ann"]) == 0
     record = json.loads(Path("models/ann.json").read_text())
@@ -67,4 +87,5 @@ def test_train_without_tuned_hyperparameters_fails_clearly(
 ) -> None:
     assert main(["prepare"]) == 0
     assert main(["train", "cnn"]) == 2
-    assert "hyperparameters/cnn.json: not found; run the tune stage first" in capsys.readouterr().err
+    error = capsys.readouterr().err
+    assert "hyperparameters/cnn.json: not found; run the tune stage first" in error
