@@ -216,19 +216,15 @@ def build_parser() -> argparse.ArgumentParser:
     prepare = commands.add_parser("prepare", help="stage: validate, split, EDA, data stats")
     prepare.set_defaults(handler=_prepare)
 
-    tune = commands.add_parser("tune", help="stage: Keras Tuner search for one model family")
-    tune.add_argument("family", choices=FAMILIES)
-    tune.set_defaults(handler=_tune)
-
-    train = commands.add_parser(
-        "train", help="stage: final fit of one family, logged and registered"
+    family_stages = (
+        ("tune", _tune, "stage: Keras Tuner search for one model family"),
+        ("train", _train, "stage: final fit of one family, logged and registered"),
+        ("evaluate", _evaluate, "stage: score one family, plots, submission"),
     )
-    train.add_argument("family", choices=FAMILIES)
-    train.set_defaults(handler=_train)
-
-    evaluate = commands.add_parser("evaluate", help="stage: score one family, plots, submission")
-    evaluate.add_argument("family", choices=FAMILIES)
-    evaluate.set_defaults(handler=_evaluate)
+    for name, handler, summary in family_stages:
+        stage = commands.add_parser(name, help=summary)
+        stage.add_argument("family", choices=FAMILIES)
+        stage.set_defaults(handler=handler)
 
     baselines = commands.add_parser(
         "baselines", help="stage: KNN, tree, forest, logistic regression"
