@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import json
 import threading
+from dataclasses import asdict
 from pathlib import Path
 
 import mlflow
 import pytest
 
 from digit_recognizer.cli import main
-from digit_recognizer.config import load_params
+from digit_recognizer.config import Family, load_params
 from digit_recognizer.registry import CHAMPION, HISTORY_TAG, promote, registry_table, rollback
+from digit_recognizer.training import TrainedModel
 from tests.registry_fixtures import register_candidate
 
 
@@ -31,10 +33,19 @@ def champion() -> str | None:
         return None
 
 
-def write_trained(families: dict[str, str]) -> None:
+def write_trained(families: dict[Family, str]) -> None:
     Path("models").mkdir(exist_ok=True)
     for family, version in families.items():
-        Path(f"models/{family}.json").write_text(json.dumps({"version": version}))
+        record = TrainedModel(
+            family=family,
+            run_id="",
+            model_uri="",
+            registered_name="digit-recognizer",
+            version=version,
+            epochs_trained=1,
+            train_seconds=1.0,
+        )
+        Path(f"models/{family}.json").write_text(json.dumps(asdict(record)))
 
 
 def test_first_promotion_then_a_worse_candidate_is_rejected(registry_project: Path) -> None:

@@ -18,7 +18,6 @@ import numpy.typing as npt
 
 from digit_recognizer import tracking
 from digit_recognizer.config import Params
-from digit_recognizer.data.dvc_files import tracked_md5
 from digit_recognizer.data.prepare import load_split
 from digit_recognizer.evaluation import ModelUnderTest, evaluate_model
 from digit_recognizer.models.classical import BASELINES, build_baseline, candidate_settings
@@ -81,12 +80,14 @@ def run_baselines(params: Params, root: Path) -> list[BaselineResult]:
     prepared_dir = Path(params.paths.prepared_dir)
     train, validation = load_split(prepared_dir, "train"), load_split(prepared_dir, "validation")
     assert train.labels is not None and validation.labels is not None
-    dvc_file = root / f"{params.paths.data_dir}.dvc"
-    data_md5 = tracked_md5(dvc_file) if dvc_file.exists() else None
     store = tracking.Store.for_project(params.mlflow, root)
     results = []
     for name in BASELINES:
-        tags = {"stage": "baselines", "family": name, **tracking.lineage_tags(root, data_md5)}
+        tags = {
+            "stage": "baselines",
+            "family": name,
+            **tracking.lineage_tags(root, params.paths.data_dvc),
+        }
         with tracking.run(store, f"baseline-{name}", tags) as run_id:
             estimator, settings, validation_accuracy, fit_seconds = fit_best(
                 name, params, train.images, train.labels, validation.images, validation.labels

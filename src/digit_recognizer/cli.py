@@ -29,9 +29,14 @@ EXIT_INTERRUPTED = 130
 def _fetch_data(arguments: argparse.Namespace, params: Params) -> None:
     from digit_recognizer.data.sources import fetch_data
 
-    data_dir = Path(params.paths.data_dir)
-    dvc_file = data_dir.parent / f"{data_dir.name}.dvc"
-    print(fetch_data(arguments.source, data_dir, dvc_file, force=arguments.force))
+    print(
+        fetch_data(
+            arguments.source,
+            Path(params.paths.data_dir),
+            params.paths.data_dvc,
+            force=arguments.force,
+        )
+    )
 
 
 def _prepare(arguments: argparse.Namespace, params: Params) -> None:

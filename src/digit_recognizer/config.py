@@ -44,6 +44,11 @@ class PathsConfig(Section):
     def test_csv(self) -> Path:
         return Path(self.data_dir) / "test.csv"
 
+    @property
+    def data_dvc(self) -> Path:
+        """The top-level .dvc file that tracks data_dir."""
+        return Path(f"{self.data_dir}.dvc")
+
 
 class MlflowConfig(Section):
     experiment_name: str = Field(default="digit-recognizer", min_length=1)

@@ -252,8 +252,8 @@ def run_evaluate(params: Params, family: Family, root: Path) -> Evaluation:
     with tracking.run(store, f"train-{family}", run_id=trained.run_id):
         tracking.log_metrics(metrics)
         tracking.log_artifacts(scores.artifacts, "evaluation")
-    tracking.set_model_version_tags(
-        store, trained.registered_name, trained.version, headline(metrics)
+    tracking.Registry(store, trained.registered_name).tag_version(
+        trained.version, headline(metrics)
     )
     scored_split = "test" if "test_accuracy" in metrics else "validation"
     return Evaluation(family, metrics, scored_split, submission)

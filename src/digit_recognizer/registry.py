@@ -23,6 +23,7 @@ from digit_recognizer import tracking
 from digit_recognizer.config import FAMILIES, Params, PromoteConfig
 from digit_recognizer.data.kaggle_csv import DIGITS
 from digit_recognizer.errors import UserError
+from digit_recognizer.training import load_trained, record_path
 
 CHAMPION = "champion"
 PREVIOUS = "previous-champion"
@@ -220,7 +221,11 @@ def promote(
                 raise UserError(f"registered model '{registry.name}' has no version {version}")
             records = [record]
         else:
-            found = [registry.version(_trained_version(params, family)) for family in FAMILIES]
+            found = [
+                registry.version(load_trained(params, family).version)
+                for family in FAMILIES
+                if record_path(params, family).exists()
+            ]
             records = [record for record in found if record is not None]
             if not records:
                 raise UserError("no trained candidates; run the train stages first")
@@ -264,13 +269,6 @@ def promote(
                 report.reason = "failed gates: " + ", ".join(failed)
         _record_decision(registry, report)
     return report
-
-
-def _trained_version(params: Params, family: str) -> str:
-    path = Path(params.paths.models_dir) / f"{family}.json"
-    if not path.exists():
-        return "-1"
-    return str(json.loads(path.read_text())["version"])
 
 
 def rollback(params: Params, root: Path) -> tuple[str, str]:

@@ -90,11 +90,13 @@ def git_commit(root: Path) -> str | None:
     return result.stdout.strip() or None
 
 
-def lineage_tags(root: Path, data_md5: str | None) -> dict[str, str]:
-    """Tags that tie a run to code, data and the DVC stage/experiment that produced it."""
+def lineage_tags(root: Path, data_dvc: Path) -> dict[str, str]:
+    """Tags that tie a run to code, data (data.dvc's md5) and the DVC stage/experiment."""
+    from digit_recognizer.data.dvc_files import tracked_md5
+
     candidates = {
         "git_commit": git_commit(root),
-        "data_md5": data_md5,
+        "data_md5": tracked_md5(data_dvc) if data_dvc.exists() else None,
         "dvc_stage": os.environ.get("DVC_STAGE"),
         "dvc_experiment": os.environ.get("DVC_EXP_NAME"),
     }
@@ -224,16 +226,18 @@ class ChildRuns:
         return run_id
 
     def log_metrics(self, key: str, metrics: Mapping[str, float], step: int | None = None) -> None:
+        run_id = self._open.get(key)
+        if run_id is not None:
+            self._log_batch(run_id, metrics, step or 0)
+
+    def _log_batch(self, run_id: str, metrics: Mapping[str, float], step: int) -> None:
         from mlflow.entities import Metric
 
-        run_id = self._open.get(key)
-        if run_id is None:
-            return
         timestamp = _now_ms()
         self._client.log_batch(
             run_id,
             metrics=[
-                Metric(name, float(value), timestamp, step or 0) for name, value in metrics.items()
+                Metric(name, float(value), timestamp, step) for name, value in metrics.items()
             ],
         )
 
@@ -243,14 +247,10 @@ class ChildRuns:
         run_id = self._open.pop(key, None)
         if run_id is None:
             return
-        self.log_metrics_for(run_id, metrics)
+        self._log_batch(run_id, metrics, 0)
         for tag, value in tags.items():
             self._client.set_tag(run_id, tag, value)
         self._client.set_terminated(run_id, status)
-
-    def log_metrics_for(self, run_id: str, metrics: Mapping[str, float]) -> None:
-        for name, value in metrics.items():
-            self._client.log_metric(run_id, name, float(value))
 
     def abort_open(self, status: str) -> None:
         """End every child still open (the search was interrupted or crashed)."""
@@ -312,14 +312,6 @@ def _pinned_requirements() -> list[str]:
         except PackageNotFoundError:
             continue
     return requirements
-
-
-def set_model_version_tags(store: Store, name: str, version: str, tags: Mapping[str, str]) -> None:
-    import mlflow
-
-    client = mlflow.MlflowClient(store.uri)
-    for key, value in tags.items():
-        client.set_model_version_tag(name, version, key, value)
 
 
 def log_sklearn_model(estimator: Any, example_rows: Any) -> str:

@@ -16,7 +16,6 @@ from typing import Any
 
 from digit_recognizer import tracking
 from digit_recognizer.config import Family, Params
-from digit_recognizer.data.dvc_files import tracked_md5
 from digit_recognizer.data.prepare import load_split
 from digit_recognizer.errors import UserError
 from digit_recognizer.files import atomic_path, write_json, write_text
@@ -118,9 +117,11 @@ def run_train(params: Params, family: Family, root: Path) -> TrainedModel:
     )
     model = build_model(hyperparameters_from(family, hyperparameters), augmentation, params.seed)
 
-    dvc_file = root / f"{params.paths.data_dir}.dvc"
-    data_md5 = tracked_md5(dvc_file) if dvc_file.exists() else None
-    tags = {"stage": "train", "family": family, **tracking.lineage_tags(root, data_md5)}
+    tags = {
+        "stage": "train",
+        "family": family,
+        **tracking.lineage_tags(root, params.paths.data_dvc),
+    }
     store = tracking.Store.for_project(params.mlflow, root)
     with tracking.run(store, f"train-{family}", tags) as run_id:
         tracking.log_params(

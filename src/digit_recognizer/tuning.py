@@ -326,7 +326,7 @@ def run_tune(params: Params, family: Family, root: Path) -> TuneResult:
     with tracking.run(
         store,
         f"tune-{family}",
-        {**search_tags, **tracking.lineage_tags(root, None)},
+        {**search_tags, **tracking.lineage_tags(root, params.paths.data_dvc)},
         run_id=parent_id,
     ) as run_id:
         tracking.log_params(

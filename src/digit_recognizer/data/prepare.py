@@ -128,7 +128,6 @@ class PrepareResult:
 def run_prepare(params: Params, root: Path) -> PrepareResult:
     """The prepare stage: every output is written only after both CSVs validated."""
     from digit_recognizer import tracking
-    from digit_recognizer.data.dvc_files import tracked_md5
     from digit_recognizer.data.eda import write_eda
 
     paths = params.paths
@@ -145,12 +144,10 @@ def run_prepare(params: Params, root: Path) -> PrepareResult:
         splits, params.prepare.eda_samples_per_class, params.seed, Path(paths.reports_dir) / "eda"
     )
 
-    dvc_file = root / f"{paths.data_dir}.dvc"
-    data_md5 = tracked_md5(dvc_file) if dvc_file.exists() else None
     rows = {name: len(table) for name, table in splits.items()}
     store = tracking.Store.for_project(params.mlflow, root)
     with tracking.run(
-        store, "prepare", {"stage": "prepare", **tracking.lineage_tags(root, data_md5)}
+        store, "prepare", {"stage": "prepare", **tracking.lineage_tags(root, paths.data_dvc)}
     ) as run_id:
         tracking.log_params(
             {
