@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import keras_tuner
 import numpy as np
 import pytest
@@ -13,6 +15,7 @@ from digit_recognizer.models.architectures import (
     CnnHyperparameters,
     build_model,
 )
+from digit_recognizer.models.schedule import cosine_learning_rate, cosine_schedule
 from digit_recognizer.tuning import make_hypermodel, model_input, planned_trials
 from tests.conftest import synthetic_digits
 
@@ -58,3 +61,39 @@ def test_hyperband_trial_count_matches_keras_tuner() -> None:
     )
     assert planned_trials("hyperband", budget) == expected
     assert planned_trials("random", budget) == budget.max_trials
+
+
+def test_cosine_rate_warms_up_then_anneals_to_zero() -> None:
+    peak, total = 0.01, 10
+    assert cosine_learning_rate(peak, 0.0, total, warmup_epochs=1) == pytest.approx(peak / 10)
+    assert cosine_learning_rate(peak, 1.0, total, warmup_epochs=1) == pytest.approx(peak)
+    assert cosine_learning_rate(peak, 5.5, total, warmup_epochs=1) == pytest.approx(peak / 2)
+    assert cosine_learning_rate(peak, float(total), total, warmup_epochs=1) == pytest.approx(0.0)
+    annealing = [cosine_learning_rate(peak, step / 4, total, 1) for step in range(4, 41)]
+    assert all(later < earlier for earlier, later in itertools.pairwise(annealing))
+    assert cosine_learning_rate(peak, 0.0, total) == pytest.approx(peak)  # no warm-up
+
+
+def test_cosine_schedule_continues_its_curve_when_training_resumes() -> None:
+    data = synthetic_digits(per_class=8, seed=3)  # 80 rows: 5 batches of 16 per epoch
+
+    def rate_after(fits: list[tuple[int, int]]) -> float:
+        model = build_model(AnnHyperparameters(units=16, hidden_layers=1, learning_rate=1e-3))
+        rate = 0.0
+        for initial_epoch, epochs in fits:
+            model.optimizer.learning_rate.assign(1e-3)  # a resumed trial is rebuilt at its peak
+            model.fit(
+                model_input(data.images),
+                data.labels,
+                batch_size=16,
+                initial_epoch=initial_epoch,
+                epochs=epochs,
+                callbacks=[cosine_schedule(total_epochs=4)],
+                verbose=0,
+            )
+            rate = float(model.optimizer.learning_rate.numpy())
+        return rate
+
+    expected = cosine_learning_rate(1e-3, 2 + 4 / 5, total_epochs=4)  # the third epoch's last batch
+    assert rate_after([(0, 3)]) == pytest.approx(expected)
+    assert rate_after([(0, 1), (1, 3)]) == pytest.approx(expected)

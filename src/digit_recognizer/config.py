@@ -69,6 +69,9 @@ class SearchBudget(Section):
     search_fraction: float = Field(default=0.3, gt=0.0, le=1.0)  # share of the train split
     batch_size: int = Field(default=128, ge=1)
     early_stopping_patience: int = Field(default=2, ge=1)
+    # cosine: each trial anneals its rate towards zero at max_epochs, so a short trial's score
+    # reflects the architecture rather than how noisy its last steps at the full rate were
+    learning_rate_schedule: Literal["constant", "cosine"] = "constant"
 
 
 class AnnSearchSpace(Section):
@@ -125,8 +128,12 @@ class TrainFamilyConfig(Section):
     max_epochs: int = Field(default=20, ge=1)
     batch_size: int = Field(default=128, ge=1)
     early_stopping_patience: int = Field(default=4, ge=1)
+    # plateau: validation loss drives the rate (reduce_lr_*); cosine: warm-up then annealing
+    # to zero at max_epochs (warmup_epochs), validation still driving early stopping
+    learning_rate_schedule: Literal["plateau", "cosine"] = "plateau"
     reduce_lr_patience: int = Field(default=2, ge=1)
     reduce_lr_factor: float = Field(default=0.5, gt=0.0, lt=1.0)
+    warmup_epochs: int = Field(default=1, ge=0)
     augmentation: AugmentationConfig = AugmentationConfig()
 
 

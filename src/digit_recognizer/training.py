@@ -15,11 +15,12 @@ from pathlib import Path
 from typing import Any
 
 from digit_recognizer import tracking
-from digit_recognizer.config import Family, Params
+from digit_recognizer.config import Family, Params, TrainFamilyConfig
 from digit_recognizer.data.prepare import load_split
 from digit_recognizer.errors import UserError
 from digit_recognizer.files import atomic_path, write_json, write_text
 from digit_recognizer.models.architectures import Augmentation, build_model, hyperparameters_from
+from digit_recognizer.models.schedule import cosine_schedule
 from digit_recognizer.plotting import save_figure
 from digit_recognizer.tuning import EPOCH_METRICS, model_input
 
@@ -96,6 +97,17 @@ def plot_learning_curve(history: list[dict[str, float]], family: Family, path: P
     save_figure(figure, path)
 
 
+def learning_rate_callback(config: TrainFamilyConfig) -> Any:
+    """The callback that drives the rate: validation loss plateaus or cosine annealing."""
+    import keras
+
+    if config.learning_rate_schedule == "cosine":
+        return cosine_schedule(config.max_epochs, config.warmup_epochs)
+    return keras.callbacks.ReduceLROnPlateau(
+        monitor="val_loss", factor=config.reduce_lr_factor, patience=config.reduce_lr_patience
+    )
+
+
 def run_train(params: Params, family: Family, root: Path) -> TrainedModel:
     import keras
     import tensorflow as tf
@@ -170,11 +182,7 @@ def run_train(params: Params, family: Family, root: Path) -> TrainedModel:
                     patience=config.early_stopping_patience,
                     restore_best_weights=True,
                 ),
-                keras.callbacks.ReduceLROnPlateau(
-                    monitor="val_loss",
-                    factor=config.reduce_lr_factor,
-                    patience=config.reduce_lr_patience,
-                ),
+                learning_rate_callback(config),
                 EpochLogger(),
             ],
         )

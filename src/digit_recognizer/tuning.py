@@ -30,6 +30,7 @@ from digit_recognizer.data.prepare import load_split, split_path
 from digit_recognizer.errors import UserError
 from digit_recognizer.files import write_json
 from digit_recognizer.models.architectures import IMAGE_SHAPE, build_model, hyperparameters_from
+from digit_recognizer.models.schedule import cosine_schedule
 
 if TYPE_CHECKING:
     import keras_tuner
@@ -77,9 +78,9 @@ def search_subset(table: DigitTable, fraction: float, seed: int) -> DigitTable:
 
 def code_digest() -> str:
     """The search's own code: a changed builder or search loop must not resume old trials."""
-    from digit_recognizer.models import architectures
+    from digit_recognizer.models import architectures, schedule
 
-    sources = (Path(__file__), Path(architectures.__file__))
+    sources = (Path(__file__), Path(architectures.__file__), Path(schedule.__file__))
     return hashlib.sha256(b"".join(path.read_bytes() for path in sources)).hexdigest()[:16]
 
 
@@ -357,7 +358,12 @@ def run_tune(params: Params, family: Family, root: Path) -> TuneResult:
             "callbacks": [
                 keras.callbacks.EarlyStopping(
                     monitor=OBJECTIVE, patience=budget.early_stopping_patience
-                )
+                ),
+                *(
+                    [cosine_schedule(budget.max_epochs)]
+                    if budget.learning_rate_schedule == "cosine"
+                    else []
+                ),
             ],
         }
         if params.tune.tuner != "hyperband":
