@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import yaml
 
+from digit_recognizer.data.dvc_files import directory_md5
 from digit_recognizer.data.kaggle_csv import IMAGE_SIDE, DigitTable, write_digits_csv
 
 REPOSITORY = Path(__file__).resolve().parents[1]
@@ -33,6 +34,12 @@ def write_tiny_data(data_dir: Path, per_class: int = 12, seed: int = 0) -> None:
     write_digits_csv(data_dir / "test.csv", synthetic_digits(max(2, per_class // 3), seed + 1))
 
 
+def track_data(root: Path) -> None:
+    """data.dvc as `dvc add data` writes it (its md5 is what runs compare data/ against)."""
+    md5 = directory_md5(root / "data")
+    (root / "data.dvc").write_text(f"outs:\n- md5: {md5}\n  path: data\n")
+
+
 def tiny_params() -> dict:
     """The repository's params.yaml with budgets shrunk for tests."""
     params = yaml.safe_load((REPOSITORY / "params.yaml").read_text())
@@ -50,8 +57,9 @@ def mlflow_store(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 @pytest.fixture
 def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mlflow_store: str) -> Iterator[Path]:
-    """A project folder with tiny data and params, as the working directory."""
+    """A project folder with tiny data tracked by data.dvc, and params, as the working directory."""
     write_tiny_data(tmp_path / "data")
+    track_data(tmp_path)
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(tiny_params(), sort_keys=False))
     shutil.copy(REPOSITORY / "dvc.yaml", tmp_path / "dvc.yaml")
     monkeypatch.chdir(tmp_path)
@@ -62,8 +70,10 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mlflow_store: str) 
 def shrink_to_tiny_budgets(params: dict) -> dict:
     """Search and training budgets that finish in seconds on tiny data."""
     for family in ("ann", "cnn"):
-        params["tune"][family]["budget"].update(max_epochs=2, max_trials=2, search_fraction=1.0)
-        params["train"][family]["max_epochs"] = 2
+        params["tune"][family]["budget"].update(
+            max_epochs=2, max_trials=2, search_fraction=1.0, min_steps_per_epoch=10
+        )
+        params["train"][family].update(max_epochs=2, min_steps_per_epoch=10)
     params["tune"]["ann"]["space"].update(units=[16, 32], hidden_layers=[1], batch_norm=[False])
     params["tune"]["cnn"]["space"].update(conv_blocks=[2], filters=[4, 8], dropout=[0.25])
     params["baselines"].update(
@@ -72,6 +82,8 @@ def shrink_to_tiny_budgets(params: dict) -> dict:
         random_forest={"n_estimators": [5], "max_depth": [5]},
         logistic_regression={"inverse_regularization": [1.0], "max_iter": 50},
     )
+    # gates a tiny model on tiny data can pass; the tests of the gates set their own
+    params["promote"].update(min_test_accuracy=0.3, min_class_recall=0.0, max_latency_ms=1000.0)
     params["evaluate"]["latency_repeats"] = 3
     params["evaluate"]["gallery_size"] = 4
     return params

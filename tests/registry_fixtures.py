@@ -1,36 +1,64 @@
-"""Real registered versions (tiny Keras models behind the project's pyfunc) for registry tests."""
+"""Registered versions with known predictions, for registry tests.
+
+Each version is a real tiny Keras model behind the project's pyfunc (what re-scoring loads),
+and its evaluation logs per-image predictions on the project's evaluation split in which
+exactly the images listed in ``wrong`` are misclassified, so a test decides how two versions
+agree and differ.
+"""
 
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
 
 from digit_recognizer import tracking
 from digit_recognizer.config import MlflowConfig
-from digit_recognizer.data.kaggle_csv import DIGITS
+from digit_recognizer.data.splits import SplitPredictions, evaluation_split, table_digest
 from digit_recognizer.models.architectures import AnnHyperparameters, build_model
+
+
+@dataclass(frozen=True)
+class Candidate:
+    version: str
+    run_id: str
 
 
 def register_candidate(
     root: Path,
     family: str,
-    accuracy: float,
+    wrong: Iterable[int],
     *,
-    worst_recall: float = 0.99,
+    validation_accuracy: float = 0.99,
     latency_ms: float = 1.0,
-    data_md5: str = "data-v1",
-) -> str:
-    """Log a run with evaluation metrics and register its model; return the version."""
+    other_data: bool = False,
+) -> Candidate:
+    """Log a training run with an evaluation and register its model.
+
+    ``other_data``: the logged predictions are for other images (an earlier test file).
+    """
+    split, table = evaluation_split(root / "prepared")
+    assert table.labels is not None
+    predicted = table.labels.astype(np.int64)
+    wrong_index = np.asarray(list(wrong), dtype=np.int64)
+    predicted[wrong_index] = (predicted[wrong_index] + 1) % 10
+    accuracy = float((predicted == table.labels).mean())
     store = tracking.Store.for_project(MlflowConfig(), root)
-    tags = {"stage": "train", "family": family, "data_md5": data_md5}
-    with tracking.run(store, f"train-{family}", tags) as run_id:
-        metrics = {
-            "test_accuracy": accuracy,
-            "latency_ms_batch1": latency_ms,
-            **{f"test_recall_{digit}": 0.995 for digit in DIGITS},
-        }
-        metrics["test_recall_8"] = worst_recall
-        tracking.log_metrics(metrics)
+    with tracking.run(store, f"train-{family}", {"stage": "train", "family": family}) as run_id:
+        tracking.log_metrics(
+            {
+                "validation_accuracy": validation_accuracy,
+                "test_accuracy": accuracy,
+                "latency_ms_batch1": latency_ms,
+            }
+        )
+        digest = "other-images" if other_data else table_digest(table)
+        tracking.log_dict(
+            SplitPredictions(split, digest, predicted).as_json(), tracking.PREDICTIONS_ARTIFACT
+        )
         with tempfile.TemporaryDirectory() as folder:
             keras_path = Path(folder) / "model.keras"
             build_model(AnnHyperparameters(hidden_layers=1, units=8)).save(keras_path)
@@ -40,9 +68,9 @@ def register_candidate(
                 {
                     "family": family,
                     "run_id": run_id,
-                    "data_md5": data_md5,
+                    "evaluation_run_id": run_id,
                     "test_accuracy": f"{accuracy:.6f}",
                     "latency_ms_batch1": f"{latency_ms:.6f}",
                 },
             )
-    return logged.version
+    return Candidate(logged.version, run_id)

@@ -13,7 +13,8 @@ import mlflow
 import pytest
 import yaml
 
-from tests.conftest import REPOSITORY, tiny_params, write_tiny_data
+from digit_recognizer.data.kaggle_csv import write_digits_csv
+from tests.conftest import REPOSITORY, synthetic_digits, tiny_params, write_tiny_data
 
 STAGES = (
     "prepare",
@@ -41,22 +42,22 @@ def ran_stages(output: str) -> set[str]:
     return {stage for stage in STAGES if f"Running stage '{stage}'" in output}
 
 
-@pytest.mark.slow
-def test_dvc_repro_runs_every_stage_then_only_what_changed(tmp_path: Path) -> None:
-    # given a git copy of the repository with tiny data and tiny budgets
+def git_copy_with_tiny_data(folder: Path, *, labelled_test: bool) -> dict[str, str]:
+    """A git + DVC copy of the repository with tiny data and budgets; its environment."""
     tracked = subprocess.run(
         ["git", "ls-files"], cwd=REPOSITORY, capture_output=True, text=True, check=True
     ).stdout.split()
     for name in tracked:
         if (REPOSITORY / name).is_file() and name not in ("data.dvc", "dvc.lock"):
-            (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(REPOSITORY / name, tmp_path / name)
-    write_tiny_data(tmp_path / "data")
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(tiny_params(), sort_keys=False))
-    store = tmp_path / "store"
+            (folder / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPOSITORY / name, folder / name)
+    write_tiny_data(folder / "data")
+    if not labelled_test:  # Kaggle's own layout: test.csv has no label column
+        write_digits_csv(folder / "data/test.csv", synthetic_digits(5, 1, with_labels=False))
+    (folder / "params.yaml").write_text(yaml.safe_dump(tiny_params(), sort_keys=False))
     environment = {
         **os.environ,
-        "MLFLOW_TRACKING_URI": f"sqlite:///{store}.db",
+        "MLFLOW_TRACKING_URI": f"sqlite:///{folder / 'store'}.db",
         # dvc, and the digits commands its stages run, come from this environment
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
     }
@@ -66,7 +67,19 @@ def test_dvc_repro_runs_every_stage_then_only_what_changed(tmp_path: Path) -> No
         ["git", "add", "-A"],
         ["git", "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "init"],
     ):
-        run(command, tmp_path, environment)
+        run(command, folder, environment)
+    return environment
+
+
+def champion_version(environment: dict[str, str]) -> str:
+    client = mlflow.MlflowClient(environment["MLFLOW_TRACKING_URI"])
+    return str(client.get_model_version_by_alias("digit-recognizer", "champion").version)
+
+
+@pytest.mark.slow
+def test_dvc_repro_runs_every_stage_then_only_what_changed(tmp_path: Path) -> None:
+    # given a git copy of the repository with tiny data and tiny budgets
+    environment = git_copy_with_tiny_data(tmp_path, labelled_test=True)
 
     # when the pipeline runs, then every stage runs and every declared output exists
     assert ran_stages(run(["dvc", "repro"], tmp_path, environment)) == set(STAGES)
@@ -84,8 +97,20 @@ def test_dvc_repro_runs_every_stage_then_only_what_changed(tmp_path: Path) -> No
     ):
         assert (tmp_path / name).exists(), name
     metrics = json.loads((tmp_path / "metrics/cnn.json").read_text())
-    assert 0.0 <= metrics["test_accuracy"] <= 1.0
+    assert metrics["evaluation_split"] == "test"
+    assert metrics["test_accuracy"] >= 0.5, "the tiny CNN learns the synthetic digits"
     assert "test_accuracy" in run(["dvc", "metrics", "show"], tmp_path, environment)
+
+    # and the candidate with the better validation accuracy became champion through the gates
+    promotion = json.loads((tmp_path / "metrics/promotion.json").read_text())
+    chosen = max(promotion["candidates"], key=lambda item: item["validation_accuracy"])
+    assert promotion["decision"] == "promoted", promotion["reason"]
+    assert promotion["candidate_version"] == chosen["version"] == champion_version(environment)
+    assert all(gate["passed"] for gate in promotion["gates"])
+    # and its submission has one row per test image, in Kaggle's format
+    rows = (tmp_path / "submissions/submission.csv").read_text().splitlines()
+    assert rows[0] == "ImageId,Label" and len(rows) == 1 + 40
+    assert [row.split(",")[0] for row in rows[1:]] == [str(i) for i in range(1, 41)]
 
     # and MLflow holds the runs and one registered version per family
     client = mlflow.MlflowClient(environment["MLFLOW_TRACKING_URI"])
@@ -93,10 +118,8 @@ def test_dvc_repro_runs_every_stage_then_only_what_changed(tmp_path: Path) -> No
     assert sorted(version.tags["family"] for version in versions) == ["ann", "cnn"]
     experiment = client.get_experiment_by_name("digit-recognizer")
     assert experiment is not None
-    train_runs = client.search_runs([experiment.experiment_id], "tags.stage = 'train'")
-    assert {run.info.status for run in train_runs} == {"FINISHED"}, [
-        (run.info.run_name, run.info.status, run.data.tags) for run in train_runs
-    ]
+    evaluation_runs = client.search_runs([experiment.experiment_id], "tags.stage = 'evaluate'")
+    assert {run.info.status for run in evaluation_runs} == {"FINISHED"}
     assert all(
         run.data.metrics["test_accuracy"]
         == pytest.approx(
@@ -105,7 +128,7 @@ def test_dvc_repro_runs_every_stage_then_only_what_changed(tmp_path: Path) -> No
             ],
             abs=1e-6,
         )
-        for run in train_runs
+        for run in evaluation_runs
     ), "DVC and MLflow must hold the same numbers"
 
     # when nothing changed, a second repro is a no-op
@@ -121,3 +144,23 @@ def test_dvc_repro_runs_every_stage_then_only_what_changed(tmp_path: Path) -> No
         "report",
         "promote",
     }
+
+
+@pytest.mark.slow
+def test_kaggle_shaped_data_runs_through_promotion_to_a_submission(tmp_path: Path) -> None:
+    # given Kaggle's layout: labelled train.csv, test.csv without labels
+    environment = git_copy_with_tiny_data(tmp_path, labelled_test=False)
+    # when the whole pipeline runs
+    assert ran_stages(run(["dvc", "repro"], tmp_path, environment)) == set(STAGES)
+    # then every model was scored on the holdout, and a champion was promoted through the gates
+    for model in ("ann", "cnn", "knn"):
+        metrics = json.loads((tmp_path / f"metrics/{model}.json").read_text())
+        assert metrics["evaluation_split"] == "holdout", model
+    promotion = json.loads((tmp_path / "metrics/promotion.json").read_text())
+    assert promotion["decision"] == "promoted" and promotion["evaluation_split"] == "holdout"
+    assert promotion["candidate_version"] == champion_version(environment)
+    # and the deliverable: one prediction per unlabelled test row, ImageId from 1
+    rows = (tmp_path / "submissions/submission.csv").read_text().splitlines()
+    assert rows[0] == "ImageId,Label" and len(rows) == 1 + 50
+    assert rows[1].startswith("1,") and rows[-1].startswith("50,")
+    assert all(row.split(",")[1] in "0123456789" for row in rows[1:])

@@ -10,19 +10,77 @@ import numpy as np
 import pytest
 
 from digit_recognizer.cli import main
+from digit_recognizer.data.dvc_files import directory_md5
 from digit_recognizer.data.eda import EDA_FILES
-from digit_recognizer.data.prepare import load_split, split_train_validation
+from digit_recognizer.data.kaggle_csv import write_digits_csv
+from digit_recognizer.data.splits import evaluation_split, load_split, split_labelled
 from tests.conftest import synthetic_digits
 
 
+def image_set(images: np.ndarray) -> set[bytes]:
+    return {row.tobytes() for row in images}
+
+
 def test_split_is_stratified_seeded_and_disjoint() -> None:
+    # given 200 distinct labelled images
     table = synthetic_digits(per_class=20, seed=3)
-    train, validation = split_train_validation(table, 0.25, seed=7)
-    again, _ = split_train_validation(table, 0.25, seed=7)
-    assert validation.labels is not None and train.labels is not None
-    assert np.bincount(validation.labels).tolist() == [5] * 10, "every digit keeps its share"
+    assert len(image_set(table.images)) == len(table)
+    # when split into train, validation and holdout (each a share of the whole)
+    train, validation, holdout = split_labelled(table, 0.2, 0.1, seed=7)
+    again, _, _ = split_labelled(table, 0.2, 0.1, seed=7)
+    # then every digit keeps its share, the same seed gives the same split ...
+    assert validation.labels is not None and holdout is not None and holdout.labels is not None
+    assert np.bincount(validation.labels).tolist() == [4] * 10, "every digit keeps its share"
+    assert np.bincount(holdout.labels).tolist() == [2] * 10
     assert np.array_equal(train.images, again.images), "same seed, same split"
-    assert len(train) + len(validation) == len(table)
+    # ... and no image is in two splits, while together they are the whole file
+    parts = [image_set(part.images) for part in (train, validation, holdout)]
+    assert not (parts[0] & parts[1]) and not (parts[0] & parts[2]) and not (parts[1] & parts[2])
+    assert parts[0] | parts[1] | parts[2] == image_set(table.images)
+
+
+def test_unlabelled_test_csv_gets_a_holdout_that_scores_in_its_place(project: Path) -> None:
+    # given Kaggle-shaped data: a labelled train.csv and a test.csv without labels
+    write_digits_csv(Path("data/test.csv"), synthetic_digits(4, 9, with_labels=False))
+    # when prepare runs
+    assert main(["prepare"]) == 0
+    # then a labelled holdout exists, shares no image with train or validation, and is the
+    # split final scores come from
+    prepared = Path("prepared")
+    holdout = load_split(prepared, "holdout")
+    assert holdout.labels is not None and len(holdout) == 12  # 10 % of 120 rows
+    fitted = image_set(load_split(prepared, "train").images) | image_set(
+        load_split(prepared, "validation").images
+    )
+    assert not image_set(holdout.images) & fitted, "the holdout must never be fitted on"
+    assert evaluation_split(prepared)[0] == "holdout"
+    assert load_split(prepared, "test").labels is None
+
+
+def test_labelled_test_csv_needs_no_holdout(project: Path) -> None:
+    assert main(["prepare"]) == 0
+    assert not Path("prepared/holdout.npz").exists()
+    assert evaluation_split(Path("prepared"))[0] == "test"
+
+
+def test_runs_record_the_data_actually_read_and_say_when_dvc_disagrees(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # given a data.dvc that records other data than data/ holds (fetch-data without dvc add)
+    Path("data.dvc").write_text(
+        "outs:\n- md5: 0123456789abcdef0123456789abcdef.dir\n  path: data\n"
+    )
+    # when prepare runs
+    assert main(["prepare"]) == 0
+    # then it says so in one line, and the run carries the hash of the bytes it read
+    warnings = [line for line in capsys.readouterr().err.splitlines() if "warning" in line]
+    assert len(warnings) == 1 and "data.dvc" in warnings[0], warnings
+    run = mlflow.search_runs(
+        experiment_names=["digit-recognizer"],
+        filter_string="tags.stage = 'prepare'",
+        output_format="list",
+    )[0]
+    assert run.data.tags["data_md5"] == directory_md5(Path("data"))
 
 
 def test_prepare_writes_arrays_stats_plots_and_a_run(project: Path) -> None:

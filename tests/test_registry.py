@@ -1,9 +1,13 @@
-"""Registry: the champion moves only through gates; forced moves are recorded; rollback works."""
+"""Registry: a champion is chosen on validation and moves only on evidence (floors plus an
+exact McNemar test on the same images); forced moves are recorded; rollback works; racing
+promotions from separate processes lose nothing."""
 
 from __future__ import annotations
 
 import json
-import threading
+import os
+import subprocess
+import sys
 from dataclasses import asdict
 from pathlib import Path
 
@@ -12,15 +16,27 @@ import pytest
 
 from digit_recognizer.cli import main
 from digit_recognizer.config import Family, load_params
-from digit_recognizer.registry import CHAMPION, HISTORY_TAG, promote, registry_table, rollback
+from digit_recognizer.data.kaggle_csv import write_digits_csv
+from digit_recognizer.data.splits import load_split
+from digit_recognizer.registry import (
+    CHAMPION,
+    HISTORY_TAG,
+    mcnemar,
+    promote,
+    registry_table,
+    rollback,
+)
 from digit_recognizer.training import TrainedModel
-from tests.registry_fixtures import register_candidate
+from tests.conftest import synthetic_digits
+from tests.registry_fixtures import Candidate, register_candidate
 
 
 @pytest.fixture
 def registry_project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, project: Path) -> Path:
-    """A project with its own (empty) registry store."""
+    """A prepared project with its own (empty) registry and a labelled 1,000-image test set."""
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'registry.db'}")
+    write_digits_csv(Path("data/test.csv"), synthetic_digits(100, 5))
+    assert main(["prepare"]) == 0
     return project
 
 
@@ -33,78 +49,168 @@ def champion() -> str | None:
         return None
 
 
-def write_trained(families: dict[Family, str]) -> None:
+def write_trained(families: dict[Family, Candidate]) -> None:
+    """models/<family>.json as the train stage writes them."""
     Path("models").mkdir(exist_ok=True)
-    for family, version in families.items():
+    for family, candidate in families.items():
         record = TrainedModel(
             family=family,
-            run_id="",
+            run_id=candidate.run_id,
             model_uri="",
             registered_name="digit-recognizer",
-            version=version,
+            version=candidate.version,
             epochs_trained=1,
             train_seconds=1.0,
         )
         Path(f"models/{family}.json").write_text(json.dumps(asdict(record)))
 
 
-def test_first_promotion_then_a_worse_candidate_is_rejected(registry_project: Path) -> None:
-    params = load_params(Path("params.yaml"))
-    # given two candidates and no champion
-    ann = register_candidate(registry_project, "ann", 0.983)
-    cnn = register_candidate(registry_project, "cnn", 0.994)
+def submission_rows() -> list[str]:
+    return Path("submissions/submission.csv").read_text().splitlines()
+
+
+def test_mcnemar_counts_only_the_images_where_the_models_disagree() -> None:
+    import numpy as np
+
+    candidate = np.array([True] * 90 + [True] * 8 + [False] * 2)
+    champion_ = np.array([True] * 90 + [False] * 8 + [True] * 2)
+    comparison = mcnemar(candidate, champion_)
+    assert (comparison.candidate_only_right, comparison.champion_only_right) == (8, 2)
+    assert comparison.p_value == pytest.approx(56 / 1024)  # P(X >= 8), X ~ Binomial(10, 1/2)
+    assert mcnemar(candidate, candidate).p_value == 1.0
+
+
+def test_candidates_are_chosen_on_validation_never_on_test(registry_project: Path) -> None:
+    # given an ANN best on validation and a CNN best on the evaluation split
+    ann = register_candidate(registry_project, "ann", range(8), validation_accuracy=0.995)
+    cnn = register_candidate(registry_project, "cnn", range(2), validation_accuracy=0.990)
     write_trained({"ann": ann, "cnn": cnn})
-    # when the promote stage runs, then the best passing candidate becomes champion
+    # when the promote stage runs
     assert main(["promote"]) == 0
-    assert champion() == cnn
+    # then the validation choice is the one judged and promoted, and its submission is written
     report = json.loads(Path("metrics/promotion.json").read_text())
-    assert report["decision"] == "promoted" and report["candidate_version"] == cnn
-    # given a newer but worse CNN
-    worse = register_candidate(registry_project, "cnn", 0.990)
-    write_trained({"ann": ann, "cnn": worse})
-    # when promoting, then it is rejected, the failing gate is named, and the champion stays
-    result = promote(params, registry_project)
-    assert result.decision == "rejected"
-    assert "min_improvement" in result.reason
-    assert champion() == cnn
-    version = mlflow.MlflowClient().get_model_version("digit-recognizer", worse)
-    assert version.tags["promotion_decision"] == "rejected"
-    assert "min_improvement FAIL" in version.tags["promotion_gates"]
+    assert report["candidate_version"] == ann.version, "the test set must not pick the model"
+    assert report["decision"] == "promoted" and champion() == ann.version
+    rows = submission_rows()
+    assert rows[0] == "ImageId,Label" and len(rows) == 1 + 1000
+    assert rows[1].startswith("1,")
 
 
-def test_each_gate_can_refuse(registry_project: Path) -> None:
+def test_noise_does_not_swap_the_champion_but_a_clear_gain_does(registry_project: Path) -> None:
     params = load_params(Path("params.yaml"))
-    low_recall = register_candidate(registry_project, "cnn", 0.995, worst_recall=0.90)
-    slow = register_candidate(registry_project, "cnn", 0.995, latency_ms=500.0)
-    weak = register_candidate(registry_project, "ann", 0.95)
-    for version, gate in (
+    sitting = register_candidate(registry_project, "cnn", range(10))  # 99.0 %
+    assert promote(params, registry_project, version=sitting.version).decision == "promoted"
+    # given a challenger that differs from the champion on 2 images, one each way (99.0 %)
+    noisy = register_candidate(registry_project, "cnn", [*range(9), 500])
+    write_trained({"cnn": noisy})
+    # when promoting, then the significance gate refuses and records the test
+    report = promote(params, registry_project)
+    assert report.decision == "rejected" and report.reason == "failed gates: significantly_better"
+    assert report.comparison is not None
+    assert (report.comparison.candidate_only_right, report.comparison.champion_only_right) == (1, 1)
+    assert champion() == sitting.version
+    tags = mlflow.MlflowClient().get_model_version("digit-recognizer", noisy.version).tags
+    assert tags["promotion_decision"] == "rejected"
+    assert json.loads(tags["promotion_mcnemar"])["p_value"] == pytest.approx(0.75)
+    # given one that fixes 8 of the champion's 10 errors and makes no new one (99.8 %)
+    better = register_candidate(registry_project, "cnn", range(2))
+    write_trained({"cnn": better})
+    report = promote(params, registry_project)
+    assert report.decision == "promoted", report.reason
+    assert report.comparison is not None and report.comparison.p_value < 0.01
+    assert champion() == better.version
+
+
+def test_a_champion_scored_on_other_data_is_rescored_on_todays(registry_project: Path) -> None:
+    params = load_params(Path("params.yaml"))
+    # given a champion whose logged predictions are for other images (an untrained network)
+    old = register_candidate(registry_project, "ann", [], other_data=True)
+    assert promote(params, registry_project, version=old.version, force=True).decision == "promoted"
+    challenger = register_candidate(registry_project, "cnn", range(5))
+    write_trained({"cnn": challenger})
+    # when promoting, then the champion is predicted again on today's images, and loses
+    report = promote(params, registry_project)
+    assert report.comparison is not None
+    assert report.comparison.champion_only_right < 200, "an untrained ANN is near chance"
+    assert report.decision == "promoted" and champion() == challenger.version
+
+
+def test_each_floor_can_refuse(registry_project: Path) -> None:
+    params = load_params(Path("params.yaml"))
+    labels = load_split(Path("prepared"), "test").labels
+    assert labels is not None
+    eights = [int(index) for index in (labels == 8).nonzero()[0]]
+    low_recall = register_candidate(registry_project, "cnn", eights[:10])
+    slow = register_candidate(registry_project, "cnn", [], latency_ms=500.0)
+    weak = register_candidate(registry_project, "ann", range(0, 1000, 40))  # 97.5 %
+    for candidate, gate in (
         (low_recall, "min_class_recall"),
         (slow, "max_latency_ms"),
         (weak, "min_test_accuracy"),
     ):
-        report = promote(params, registry_project, version=version)
+        report = promote(params, registry_project, version=candidate.version)
         assert report.decision == "rejected" and report.reason == f"failed gates: {gate}"
     assert champion() is None
+
+
+def test_a_record_naming_another_run_is_refused(
+    registry_project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # given models/cnn.json naming a version that another run registered (another store)
+    registered = register_candidate(registry_project, "cnn", [])
+    write_trained({"cnn": Candidate(registered.version, "0123456789abcdef")})
+    capsys.readouterr()
+    # when the promote stage runs, then it refuses in one line and moves nothing
+    assert main(["promote"]) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.startswith("digits promote: error: models/cnn.json: names version"), error
+    assert "\n" not in error, error
+    assert champion() is None
+
+
+def test_experiments_do_not_move_the_champion(
+    registry_project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    params = load_params(Path("params.yaml"))
+    sitting = register_candidate(registry_project, "cnn", range(10))
+    assert promote(params, registry_project, version=sitting.version).decision == "promoted"
+    better = register_candidate(registry_project, "cnn", [])
+    write_trained({"cnn": better})
+    # given a `dvc exp run`, when its promote stage runs, then it reports but moves nothing
+    monkeypatch.setenv("DVC_EXP_NAME", "bushy-lion")
+    assert main(["promote"]) == 0
+    report = json.loads(Path("metrics/promotion.json").read_text())
+    assert report["decision"] == "skipped" and "bushy-lion" in report["reason"]
+    assert champion() == sitting.version
+    # and a deliberate promotion of the experiment's version still goes through the gates
+    assert main(["promote", "--version", better.version]) == 0
+    assert champion() == better.version
 
 
 def test_forced_promotion_is_recorded_and_rollback_restores(
     registry_project: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     params = load_params(Path("params.yaml"))
-    good = register_candidate(registry_project, "cnn", 0.994)
-    bad = register_candidate(registry_project, "ann", 0.90)
-    assert promote(params, registry_project, version=good).decision == "promoted"
+    good = register_candidate(registry_project, "cnn", range(3))
+    bad = register_candidate(registry_project, "ann", range(100))
+    assert promote(params, registry_project, version=good.version).decision == "promoted"
     # when a gated-out version is forced
-    assert main(["promote", "--version", bad, "--force"]) == 0
-    assert champion() == bad
-    tags = mlflow.MlflowClient().get_model_version("digit-recognizer", bad).tags
-    assert tags["promotion_forced"] == "true"
-    description = mlflow.MlflowClient().get_model_version("digit-recognizer", bad).description
-    assert "forced past failing gates: min_test_accuracy" in str(description)
-    # when rolled back, then the previous champion serves again
+    assert main(["promote", "--version", bad.version, "--force"]) == 0
+    assert champion() == bad.version
+    version = mlflow.MlflowClient().get_model_version("digit-recognizer", bad.version)
+    assert version.tags["promotion_forced"] == "true"
+    assert "forced past failing gates: min_test_accuracy" in str(version.description)
+    # when rolled back, then the previous champion serves again and writes the submission
+    capsys.readouterr()
     assert main(["rollback"]) == 0
-    assert champion() == good
-    assert f"from version {bad} back to version {good}" in capsys.readouterr().out
+    assert champion() == good.version
+    output = capsys.readouterr().out
+    assert f"from version {bad.version} back to version {good.version}" in output
+    assert f"holds version {good.version}'s predictions" in output
+    # and a rerun of the promote stage does not undo the rollback
+    write_trained({"ann": bad})
+    assert promote(params, registry_project).decision == "skipped"
+    assert champion() == good.version
     # and a second rollback has nowhere to go
     assert main(["rollback"]) == 2
     assert "nothing to roll back to" in capsys.readouterr().err
@@ -112,32 +218,41 @@ def test_forced_promotion_is_recorded_and_rollback_restores(
     assert "champion" in table and "cnn" in table
 
 
-def test_racing_promotions_leave_one_champion_and_full_history(registry_project: Path) -> None:
-    params = load_params(Path("params.yaml"))
+@pytest.mark.slow
+def test_racing_promotions_in_separate_processes_keep_one_champion_and_full_history(
+    registry_project: Path,
+) -> None:
     versions = [
-        register_candidate(registry_project, "cnn", 0.99 + step / 1000) for step in range(4)
+        register_candidate(registry_project, "cnn", range(step)).version for step in range(4)
     ]
-    threads = [
-        threading.Thread(
-            target=promote,
-            args=(params, registry_project),
-            kwargs={"version": version, "force": True},
+    # when four processes promote at the same moment
+    environment = {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+    }
+    processes = [
+        subprocess.Popen(
+            ["digits", "promote", "--version", version, "--force"],
+            env=environment,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
         )
         for version in versions
     ]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    errors = [process.communicate(timeout=300)[1] for process in processes]
+    assert [process.returncode for process in processes] == [0] * 4, errors
+    # then every promotion is in the history and the alias agrees with its last entry
     client = mlflow.MlflowClient()
-    history = json.loads(client.get_registered_model("digit-recognizer").tags[HISTORY_TAG])
-    aliases = client.get_registered_model("digit-recognizer").aliases
+    model = client.get_registered_model("digit-recognizer")
+    history = json.loads(model.tags[HISTORY_TAG])
     assert sorted(history) == sorted(versions), "every promotion is in the history"
-    assert str(aliases[CHAMPION]) == history[-1], "one champion: the last promoted"
+    assert str(model.aliases[CHAMPION]) == history[-1], "one champion: the last promoted"
+    params = load_params(Path("params.yaml"))
     assert rollback(params, registry_project) == (history[-1], history[-2])
 
 
-def test_promote_without_candidates_fails_clearly(
+def test_promote_without_the_version_fails_clearly(
     registry_project: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert main(["promote", "--version", "99"]) == 2

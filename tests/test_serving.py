@@ -85,7 +85,8 @@ def served_champion(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, project: Path
 ) -> Iterator[str]:
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'serving.db'}")
-    version = register_candidate(project, "cnn", 0.995)
+    assert main(["prepare"]) == 0
+    version = register_candidate(project, "cnn", []).version
     assert (
         promote(load_params(Path("params.yaml")), project, version=version).decision == "promoted"
     )
@@ -131,7 +132,8 @@ def test_mlflow_ui_serves_the_project_store(
 ) -> None:
     # given a store with a run, selected by the project (no MLFLOW_TRACKING_URI)
     monkeypatch.delenv("MLFLOW_TRACKING_URI")
-    register_candidate(project, "ann", 0.98)
+    assert main(["prepare"]) == 0
+    register_candidate(project, "ann", [])
     port = free_port()
     process = start(
         [*DIGITS, "ui", "--port", str(port)], project, f"http://127.0.0.1:{port}/health"
@@ -160,7 +162,8 @@ def test_predict_writes_a_submission_from_csv_and_png(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, project: Path
 ) -> None:
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'predict.db'}")
-    version = register_candidate(project, "ann", 0.99)
+    assert main(["prepare"]) == 0
+    version = register_candidate(project, "ann", []).version
     # from the test CSV with a named version
     assert (
         main(

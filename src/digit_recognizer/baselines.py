@@ -18,7 +18,7 @@ import numpy.typing as npt
 
 from digit_recognizer import tracking
 from digit_recognizer.config import Params
-from digit_recognizer.data.prepare import load_split
+from digit_recognizer.data.splits import load_split, prepared_data_md5
 from digit_recognizer.evaluation import ModelUnderTest, evaluate_model
 from digit_recognizer.models.classical import BASELINES, build_baseline, candidate_settings
 
@@ -27,7 +27,8 @@ from digit_recognizer.models.classical import BASELINES, build_baseline, candida
 class BaselineResult:
     name: str
     settings: dict[str, Any]
-    test_accuracy: float | None
+    test_accuracy: float  # on the evaluation split (test.csv when labelled, else the holdout)
+    evaluation_split: str
     validation_accuracy: float
     fit_seconds: float
     run_id: str
@@ -86,7 +87,7 @@ def run_baselines(params: Params, root: Path) -> list[BaselineResult]:
         tags = {
             "stage": "baselines",
             "family": name,
-            **tracking.lineage_tags(root, params.paths.data_dvc),
+            **tracking.lineage_tags(root, prepared_data_md5(params.paths)),
         }
         with tracking.run(store, f"baseline-{name}", tags) as run_id:
             estimator, settings, validation_accuracy, fit_seconds = fit_best(
@@ -102,6 +103,7 @@ def run_baselines(params: Params, root: Path) -> list[BaselineResult]:
                 ),
                 params,
             )
+            tracking.set_tags({"evaluation_split": scores.evaluation.split})
             tracking.log_params({"family": name, "seed": params.seed, **settings})
             tracking.log_metrics(scores.metrics)
             tracking.log_artifacts(scores.artifacts, "evaluation")
@@ -110,7 +112,8 @@ def run_baselines(params: Params, root: Path) -> list[BaselineResult]:
             BaselineResult(
                 name,
                 settings,
-                scores.metrics.get("test_accuracy"),
+                scores.metrics["test_accuracy"],
+                scores.evaluation.split,
                 validation_accuracy,
                 fit_seconds,
                 run_id,

@@ -76,10 +76,11 @@ def _evaluate(arguments: argparse.Namespace, params: Params) -> None:
     from digit_recognizer.tracking import project_root
 
     result = run_evaluate(params, arguments.family, project_root())
-    split = result.scored_split
     print(
-        f"evaluate {result.family}: {split} accuracy {result.metrics[f'{split}_accuracy']:.4f}, "
-        f"macro-F1 {result.metrics[f'{split}_macro_f1']:.4f}; submission {result.submission_path}"
+        f"evaluate {result.family}: {result.scored_split} accuracy "
+        f"{result.metrics['test_accuracy']:.4f}, macro-F1 {result.metrics['test_macro_f1']:.4f} "
+        f"(validation {result.metrics['validation_accuracy']:.4f}); "
+        f"submission {result.submission_path}"
     )
 
 
@@ -88,9 +89,9 @@ def _baselines(arguments: argparse.Namespace, params: Params) -> None:
     from digit_recognizer.tracking import project_root
 
     for result in run_baselines(params, project_root()):
-        accuracy = "n/a" if result.test_accuracy is None else f"{result.test_accuracy:.4f}"
         print(
-            f"baselines {result.name}: test accuracy {accuracy} with {result.settings} "
+            f"baselines {result.name}: {result.evaluation_split} accuracy "
+            f"{result.test_accuracy:.4f} with {result.settings} "
             f"(fit {result.fit_seconds:.1f}s); MLflow run {result.run_id}"
         )
 
@@ -110,22 +111,24 @@ def _report(arguments: argparse.Namespace, params: Params) -> None:
 
 def _promote(arguments: argparse.Namespace, params: Params) -> None:
     from digit_recognizer.files import write_json
-    from digit_recognizer.registry import PromotionReport, promote
+    from digit_recognizer.registry import promote
     from digit_recognizer.tracking import project_root
 
     manual = arguments.version is not None
-    if not manual and not params.promote.enabled:
-        report = PromotionReport(
-            "skipped", None, None, None, None, reason="promote.enabled is false in params.yaml"
-        )
-    else:
-        report = promote(params, project_root(), version=arguments.version, force=arguments.force)
+    report = promote(params, project_root(), version=arguments.version, force=arguments.force)
     if not manual:  # the promote stage's DVC metric; manual promotions only print
         write_json(Path(params.paths.metrics_dir) / "promotion.json", report.as_json())
     for gate in report.gates:
         print(
             f"  gate {gate.name}: {'pass' if gate.passed else 'FAIL'} "
             f"(value {gate.value}, threshold {gate.threshold})"
+        )
+    if report.comparison is not None:
+        comparison = report.comparison
+        print(
+            f"  McNemar on {comparison.images} {report.evaluation_split} images: candidate alone "
+            f"right on {comparison.candidate_only_right}, champion alone on "
+            f"{comparison.champion_only_right}, p = {comparison.p_value:.4g}"
         )
     subject = (
         f"version {report.candidate_version} ({report.candidate_family})"
@@ -136,6 +139,13 @@ def _promote(arguments: argparse.Namespace, params: Params) -> None:
         f"promote: {report.decision}: {subject}: {report.reason}; champion is now "
         f"{report.champion_after or 'none'}"
     )
+    if report.champion_after:
+        print(f"promote: {params.paths.champion_submission} holds the champion's predictions")
+    else:
+        raise UserError(
+            f"no champion yet, so no {params.paths.champion_submission}; lower the gates in "
+            "params.yaml (promote) or force a version with digits promote --version N --force"
+        )
 
 
 def _rollback(arguments: argparse.Namespace, params: Params) -> None:
@@ -144,6 +154,8 @@ def _rollback(arguments: argparse.Namespace, params: Params) -> None:
 
     previous, current = rollback(params, project_root())
     print(f"rollback: champion moved from version {previous} back to version {current}")
+    if params.paths.champion_submission.exists():
+        print(f"rollback: {params.paths.champion_submission} holds version {current}'s predictions")
 
 
 def _registry(arguments: argparse.Namespace, params: Params) -> None:

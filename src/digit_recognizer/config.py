@@ -45,6 +45,11 @@ class PathsConfig(Section):
         return Path(self.data_dir) / "test.csv"
 
     @property
+    def champion_submission(self) -> Path:
+        """The deliverable: the champion's predictions for test.csv, ready to upload."""
+        return Path(self.submissions_dir) / "submission.csv"
+
+    @property
     def data_dvc(self) -> Path:
         """The top-level .dvc file that tracks data_dir."""
         return Path(f"{self.data_dir}.dvc")
@@ -57,6 +62,9 @@ class MlflowConfig(Section):
 
 class PrepareConfig(Section):
     validation_fraction: float = Field(default=0.1, gt=0.0, lt=0.5)
+    # Only when test.csv has no labels (Kaggle's): a labelled share of train.csv that no stage
+    # fits, stops early or searches on; final scores and promotion use it instead of test.csv.
+    holdout_fraction: float = Field(default=0.1, gt=0.0, lt=0.5)
     eda_samples_per_class: int = Field(default=10, ge=1, le=30)
 
 
@@ -72,6 +80,8 @@ class SearchBudget(Section):
     # cosine: each trial anneals its rate towards zero at max_epochs, so a short trial's score
     # reflects the architecture rather than how noisy its last steps at the full rate were
     learning_rate_schedule: Literal["constant", "cosine"] = "constant"
+    # small data is repeated until an epoch has this many batches (see repeat_to_min_steps)
+    min_steps_per_epoch: int = Field(default=100, ge=1)
 
 
 class AnnSearchSpace(Section):
@@ -134,6 +144,7 @@ class TrainFamilyConfig(Section):
     reduce_lr_patience: int = Field(default=2, ge=1)
     reduce_lr_factor: float = Field(default=0.5, gt=0.0, lt=1.0)
     warmup_epochs: int = Field(default=1, ge=0)
+    min_steps_per_epoch: int = Field(default=100, ge=1)  # small data is repeated up to this
     augmentation: AugmentationConfig = AugmentationConfig()
 
 
@@ -183,8 +194,10 @@ class PromoteConfig(Section):
     """Gates a candidate must pass before the ``champion`` alias moves to it."""
 
     enabled: bool = True
+    from_experiments: bool = False  # may a `dvc exp run` move the champion?
     min_test_accuracy: float = Field(default=0.98, ge=0.0, le=1.0)
-    min_improvement: float = Field(default=0.0005, ge=0.0, le=1.0)  # over the champion
+    # one-sided exact McNemar test against the champion on the same images
+    significance_level: float = Field(default=0.05, gt=0.0, lt=1.0)
     min_class_recall: float = Field(default=0.95, ge=0.0, le=1.0)
     max_latency_ms: float = Field(default=50.0, gt=0.0)  # one image, batch of 1
 

@@ -1,8 +1,12 @@
 """The evaluate stage: scores, confusion matrix, error gallery, latency, size, submission.
 
-Scores go to ``metrics/<family>.json`` (DVC) and, under the same flat names, to the family's
-MLflow training run and its registered version; so ``dvc metrics diff`` and the MLflow UI
-compare ANN, CNN and baselines on the same keys.
+Final scores are named ``test_*`` whichever labelled split they come from: data/test.csv when
+it has labels, else the holdout carved from train.csv (``evaluation_split`` says which, in the
+metrics file, on the run and on the version). They go to ``metrics/<family>.json`` (DVC) and,
+under the same names, to an evaluation run nested under the family's training run and to its
+registered version; so ``dvc metrics diff`` and the MLflow UI compare ANN, CNN and baselines on
+the same keys. The evaluation split's per-image predictions are logged too: promotion compares
+two models on the same images.
 """
 
 from __future__ import annotations
@@ -17,8 +21,15 @@ import numpy.typing as npt
 
 from digit_recognizer import tracking
 from digit_recognizer.config import Family, Params
-from digit_recognizer.data.kaggle_csv import DIGITS, IMAGE_SIDE
-from digit_recognizer.data.prepare import load_split
+from digit_recognizer.data.kaggle_csv import DIGITS, IMAGE_SIDE, write_submission
+from digit_recognizer.data.splits import (
+    EvaluationSplit,
+    SplitPredictions,
+    evaluation_split,
+    load_split,
+    prepared_data_md5,
+    table_digest,
+)
 from digit_recognizer.files import write_json, write_text
 from digit_recognizer.plotting import save_figure
 
@@ -27,7 +38,7 @@ from digit_recognizer.plotting import save_figure
 class Evaluation:
     family: str
     metrics: dict[str, float]
-    scored_split: str
+    scored_split: EvaluationSplit
     submission_path: Path
 
 
@@ -132,12 +143,6 @@ def measure_latency(
     return measured
 
 
-def write_submission(labels: npt.NDArray[np.int64], path: Path) -> None:
-    """Kaggle's submission format: ImageId (from 1), Label."""
-    lines = ["ImageId,Label", *(f"{index},{label}" for index, label in enumerate(labels, start=1))]
-    write_text(path, "\n".join(lines) + "\n")
-
-
 def confusion_rows(labels: npt.NDArray[np.uint8], predicted: npt.NDArray[np.int64]) -> str:
     """``actual,predicted`` per image: the input of DVC's confusion template."""
     return "actual,predicted\n" + "".join(
@@ -160,25 +165,21 @@ class ModelUnderTest:
 class ModelScores:
     metrics: dict[str, float]
     artifacts: list[Path]
-    test_predictions: npt.NDArray[np.int64]
+    evaluation: SplitPredictions
+    test_predictions: npt.NDArray[np.int64]  # data/test.csv, for the submission
 
 
 def evaluate_model(model: ModelUnderTest, params: Params) -> ModelScores:
-    """Score on validation and (when labelled) test; write metrics JSON, DVC confusion data,
-    confusion heatmap and error gallery. The same code for every model family."""
+    """Score on validation and on the evaluation split (test.csv when labelled, else the
+    holdout); write metrics JSON, DVC confusion data, confusion heatmap and error gallery.
+    The same code for every model family."""
     prepared_dir = Path(params.paths.prepared_dir)
     validation, test = load_split(prepared_dir, "validation"), load_split(prepared_dir, "test")
-    assert validation.labels is not None
-    probabilities = {
-        "validation": model.predict(validation.images),
-        "test": model.predict(test.images),
-    }
-    metrics = score(validation.labels, probabilities["validation"], "validation")
-    scored_split, scored = "validation", validation
-    if test.labels is not None:
-        metrics.update(score(test.labels, probabilities["test"], "test"))
-        scored_split, scored = "test", test
-    assert scored.labels is not None
+    split, scored = evaluation_split(prepared_dir)
+    assert validation.labels is not None and scored.labels is not None
+    scored_probabilities = model.predict(scored.images)
+    metrics = score(validation.labels, model.predict(validation.images), "validation")
+    metrics.update(score(scored.labels, scored_probabilities, "test"))
     metrics.update(
         measure_latency(model.predict, validation.images, params.evaluate.latency_repeats)
     )
@@ -188,15 +189,15 @@ def evaluate_model(model: ModelUnderTest, params: Params) -> ModelScores:
         train_seconds=round(model.train_seconds, 1),
     )
 
-    predicted = probabilities[scored_split].argmax(axis=1)
+    predicted = scored_probabilities.argmax(axis=1)
     reports = Path(params.paths.reports_dir) / model.name
     confusion_png, errors_png = reports / "confusion_matrix.png", reports / "confident_errors.png"
-    title = f"{model.name} on {scored_split}"
+    title = f"{model.name} on {split}"
     plot_confusion(scored.labels, predicted, title, confusion_png)
     plot_confident_errors(
         scored.images,
         scored.labels,
-        probabilities[scored_split],
+        scored_probabilities,
         params.evaluate.gallery_size,
         title,
         errors_png,
@@ -207,9 +208,15 @@ def evaluate_model(model: ModelUnderTest, params: Params) -> ModelScores:
     )
     write_json(
         Path(params.paths.metrics_dir) / f"{model.name}.json",
-        {key: round(value, 6) for key, value in metrics.items()},
+        {"evaluation_split": split, **{key: round(value, 6) for key, value in metrics.items()}},
     )
-    return ModelScores(metrics, [confusion_png, errors_png], probabilities["test"].argmax(axis=1))
+    test_predictions = predicted if split == "test" else model.predict(test.images).argmax(axis=1)
+    return ModelScores(
+        metrics,
+        [confusion_png, errors_png],
+        SplitPredictions(split, table_digest(scored), predicted),
+        test_predictions,
+    )
 
 
 def headline(metrics: dict[str, float]) -> dict[str, str]:
@@ -234,26 +241,40 @@ def run_evaluate(params: Params, family: Family, root: Path) -> Evaluation:
     def probabilities(images: npt.NDArray[np.uint8]) -> npt.NDArray[np.float64]:
         return predict_frame(keras_model, images).filter(like="prob_").to_numpy()
 
-    scores = evaluate_model(
-        ModelUnderTest(
-            family,
-            probabilities,
-            keras_model.count_params(),
-            keras_path.stat().st_size,
-            trained.train_seconds,
-        ),
-        params,
-    )
-    metrics = scores.metrics
-    submission = Path(params.paths.submissions_dir) / f"{family}.csv"
-    write_submission(scores.test_predictions, submission)
-
     store = tracking.Store.for_project(params.mlflow, root)
-    with tracking.run(store, f"train-{family}", run_id=trained.run_id):
-        tracking.log_metrics(metrics)
+    tags = {
+        "stage": "evaluate",
+        "family": family,
+        **tracking.lineage_tags(root, prepared_data_md5(params.paths)),
+    }
+    # Its own run, nested under the training run: a failed evaluation never marks training
+    # FAILED, and the UI shows the scores beside the run that produced the model.
+    with tracking.run(
+        store, f"evaluate-{family}", tags, parent_run_id=trained.run_id
+    ) as evaluation_run_id:
+        scores = evaluate_model(
+            ModelUnderTest(
+                family,
+                probabilities,
+                keras_model.count_params(),
+                keras_path.stat().st_size,
+                trained.train_seconds,
+            ),
+            params,
+        )
+        submission = Path(params.paths.submissions_dir) / f"{family}.csv"
+        write_submission(scores.test_predictions, submission)
+        split = scores.evaluation.split
+        tracking.set_tags({"evaluation_split": split, "registered_version": trained.version})
+        tracking.log_metrics(scores.metrics)
         tracking.log_artifacts(scores.artifacts, "evaluation")
+        tracking.log_dict(scores.evaluation.as_json(), tracking.PREDICTIONS_ARTIFACT)
     tracking.Registry(store, trained.registered_name).tag_version(
-        trained.version, headline(metrics)
+        trained.version,
+        {
+            **headline(scores.metrics),
+            "evaluation_split": split,
+            "evaluation_run_id": evaluation_run_id,
+        },
     )
-    scored_split = "test" if "test_accuracy" in metrics else "validation"
-    return Evaluation(family, metrics, scored_split, submission)
+    return Evaluation(family, scores.metrics, split, submission)

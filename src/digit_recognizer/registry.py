@@ -5,6 +5,12 @@ registered model's ``champion_history`` tag keeps every earlier champion so roll
 where to go. Promotion and rollback hold a lock file in the project root, so two racing
 promotions serialise instead of losing history. (Across machines, against a tracking server,
 run promotions from one place, e.g. the DVC pipeline.)
+
+How a champion is chosen: among the pipeline's new candidates, the one with the best
+*validation* accuracy (never the test set); it must then pass floors on the evaluation split
+(accuracy, every digit's recall, latency) and, against a sitting champion, an exact one-sided
+McNemar test on the two models' predictions for the same images: it replaces the champion only
+when it is right on significantly more of the images where the two disagree.
 """
 
 from __future__ import annotations
@@ -12,23 +18,34 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
+import os
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
+import numpy.typing as npt
 
 from digit_recognizer import tracking
 from digit_recognizer.config import FAMILIES, Params, PromoteConfig
-from digit_recognizer.data.kaggle_csv import DIGITS
+from digit_recognizer.data.kaggle_csv import DIGITS, DigitTable, write_submission
+from digit_recognizer.data.splits import (
+    EvaluationSplit,
+    SplitPredictions,
+    evaluation_split,
+    load_split,
+    table_digest,
+)
 from digit_recognizer.errors import UserError
 from digit_recognizer.training import load_trained, record_path
 
 CHAMPION = "champion"
 PREVIOUS = "previous-champion"
 HISTORY_TAG = "champion_history"
+ROLLED_BACK_TAG = "rolled_back_at"
 LOCK_FILE = ".registry.lock"
+EXPERIMENT_VARIABLE = "DVC_EXP_NAME"  # set by `dvc exp run` for every stage it runs
 
 
 @dataclass(frozen=True)
@@ -40,13 +57,30 @@ class Gate:
 
 
 @dataclass(frozen=True)
-class CandidateScores:
+class VersionScores:
+    """One version on today's evaluation split (its logged predictions, or re-scored)."""
+
     version: str
     family: str
-    test_accuracy: float
+    validation_accuracy: float | None
+    test_accuracy: float  # on the evaluation split, whichever it is
     min_class_recall: float
     latency_ms: float
-    data_md5: str | None
+    rescored: bool  # predicted again through the registered model (other or unlogged data)
+    correct: npt.NDArray[np.bool_] = field(repr=False, compare=False)
+
+    def summary(self) -> dict[str, object]:
+        return {key: value for key, value in asdict(self).items() if key != "correct"}
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Exact McNemar test on the images where candidate and champion disagree."""
+
+    images: int
+    candidate_only_right: int
+    champion_only_right: int
+    p_value: float  # one-sided: the candidate is right more often than chance would give
 
 
 @dataclass
@@ -58,7 +92,9 @@ class PromotionReport:
     champion_after: str | None
     forced: bool = False
     reason: str = ""
+    evaluation_split: str | None = None
     gates: list[Gate] = field(default_factory=list)
+    comparison: Comparison | None = None
     candidates: list[dict[str, object]] = field(default_factory=list)
 
     def as_json(self) -> dict[str, object]:
@@ -79,58 +115,69 @@ def _history(registry: tracking.Registry) -> list[str]:
     return list(json.loads(registry.model_tag(HISTORY_TAG) or "[]"))
 
 
-def _scores_from_run(
-    registry: tracking.Registry, record: tracking.VersionRecord
-) -> CandidateScores:
-    if not record.run_id:
-        raise UserError(f"version {record.version} has no run to read its evaluation from")
-    metrics = registry.run_metrics(record.run_id)
-    if "test_accuracy" not in metrics:
-        raise UserError(
-            f"version {record.version} ({record.tags.get('family', '?')}) has no "
-            "test scores; run its evaluate stage (needs a labelled test.csv)"
+def mcnemar(
+    candidate_correct: npt.NDArray[np.bool_], champion_correct: npt.NDArray[np.bool_]
+) -> Comparison:
+    """Exact McNemar test (a binomial test on the discordant images), one-sided."""
+    from scipy.stats import binomtest
+
+    candidate_only = int((candidate_correct & ~champion_correct).sum())
+    champion_only = int((~candidate_correct & champion_correct).sum())
+    discordant = candidate_only + champion_only
+    p_value = (
+        float(binomtest(candidate_only, discordant, 0.5, alternative="greater").pvalue)
+        if discordant
+        else 1.0
+    )
+    return Comparison(len(candidate_correct), candidate_only, champion_only, p_value)
+
+
+def version_scores(
+    params: Params,
+    registry: tracking.Registry,
+    record: tracking.VersionRecord,
+    split: tuple[EvaluationSplit, DigitTable],
+) -> VersionScores:
+    """Score a version on the evaluation split from the predictions its evaluation logged
+    when they are for these very images; otherwise predict again through the registered model."""
+    table = split[1]
+    assert table.labels is not None
+    store = registry.store
+    evaluation_run = record.tags.get("evaluation_run_id")
+    logged = (
+        tracking.load_run_dict(evaluation_run, tracking.PREDICTIONS_ARTIFACT, store)
+        if evaluation_run
+        else None
+    )
+    predictions = SplitPredictions.from_json(logged) if logged else None
+    rescored = predictions is None or predictions.digest != table_digest(table)
+    predicted = (
+        tracking.predict_labels(
+            f"models:/{params.mlflow.registered_model_name}/{record.version}",
+            store,
+            table.images,
         )
-    return CandidateScores(
+        if rescored or predictions is None
+        else predictions.predicted
+    )
+    metrics = registry.run_metrics(evaluation_run) if evaluation_run else {}
+    correct = np.asarray(predicted == table.labels)
+    recalls = [float(correct[table.labels == digit].mean()) for digit in DIGITS]
+    latency = metrics.get("latency_ms_batch1", float(record.tags.get("latency_ms_batch1", "inf")))
+    return VersionScores(
         version=record.version,
         family=record.tags.get("family", "?"),
-        test_accuracy=metrics["test_accuracy"],
-        min_class_recall=min(metrics[f"test_recall_{digit}"] for digit in DIGITS),
-        latency_ms=metrics.get("latency_ms_batch1", float("inf")),
-        data_md5=record.tags.get("data_md5"),
-    )
-
-
-def rescore_on_current_test(
-    params: Params, store: tracking.Store, record: tracking.VersionRecord
-) -> CandidateScores:
-    """Score a version through its served interface on today's test split."""
-    import pandas as pd
-
-    from digit_recognizer.data.kaggle_csv import PIXEL_COLUMNS
-    from digit_recognizer.data.prepare import load_split
-
-    test = load_split(Path(params.paths.prepared_dir), "test")
-    if test.labels is None:
-        raise UserError("data/test.csv has no labels: cannot compare models on it")
-    model = tracking.load_pyfunc(
-        f"models:/{params.mlflow.registered_model_name}/{record.version}", store
-    )
-    predicted = model.predict(
-        pd.DataFrame(test.images.astype(np.int64), columns=list(PIXEL_COLUMNS))
-    )["label"].to_numpy()
-    recalls = [float((predicted[test.labels == digit] == digit).mean()) for digit in DIGITS]
-    return CandidateScores(
-        record.version,
-        record.tags.get("family", "?"),
-        float((predicted == test.labels).mean()),
-        min(recalls),
-        float(record.tags.get("latency_ms_batch1", "inf")),
-        None,
+        validation_accuracy=metrics.get("validation_accuracy"),
+        test_accuracy=float(correct.mean()),
+        min_class_recall=min(recalls),
+        latency_ms=latency,
+        rescored=rescored,
+        correct=correct,
     )
 
 
 def evaluate_gates(
-    candidate: CandidateScores, champion: CandidateScores | None, gates: PromoteConfig
+    candidate: VersionScores, comparison: Comparison | None, gates: PromoteConfig
 ) -> list[Gate]:
     checks = [
         Gate(
@@ -152,14 +199,13 @@ def evaluate_gates(
             candidate.latency_ms <= gates.max_latency_ms,
         ),
     ]
-    if champion is not None:
-        improvement = candidate.test_accuracy - champion.test_accuracy
+    if comparison is not None:
         checks.append(
             Gate(
-                "min_improvement",
-                improvement,
-                gates.min_improvement,
-                improvement >= gates.min_improvement,
+                "significantly_better",
+                comparison.p_value,
+                gates.significance_level,
+                comparison.p_value <= gates.significance_level,
             )
         )
     return checks
@@ -196,17 +242,56 @@ def _record_decision(registry: tracking.Registry, report: PromotionReport) -> No
         f"{gate.threshold})"
         for gate in report.gates
     )
+    tags = {"promotion_decision": report.decision, "promotion_gates": gates[:5000]}
+    if report.comparison is not None:
+        tags["promotion_mcnemar"] = json.dumps(asdict(report.comparison))
     registry.tag_version(
         report.candidate_version,
-        {"promotion_decision": report.decision, "promotion_gates": gates[:5000]},
+        tags,
         description=f"{report.decision}{' (forced)' if report.forced else ''}: {report.reason}",
     )
+
+
+def pipeline_candidates(
+    params: Params, registry: tracking.Registry
+) -> list[tracking.VersionRecord]:
+    """The versions models/<family>.json name, each checked to be the one its run registered."""
+    records = []
+    for family in FAMILIES:
+        path = record_path(params, family)
+        if not path.exists():
+            continue
+        trained = load_trained(params, family)
+        record = registry.version(trained.version)
+        if record is None or record.run_id != trained.run_id:
+            found = f"run {record.run_id}" if record else "no such version"
+            raise UserError(
+                f"{path}: names version {trained.version} of run {trained.run_id}, but "
+                f"{registry.store.uri} has {found}; retrain, or point MLFLOW_TRACKING_URI at "
+                "the store that trained it"
+            )
+        records.append(record)
+    if not records:
+        raise UserError("no trained candidates; run the train stages first")
+    return records
+
+
+def write_champion_submission(params: Params, store: tracking.Store, champion_version: str) -> Path:
+    """The champion's predictions for data/test.csv in Kaggle's format."""
+    test = load_split(Path(params.paths.prepared_dir), "test")
+    labels = tracking.predict_labels(
+        f"models:/{params.mlflow.registered_model_name}/{champion_version}", store, test.images
+    )
+    path = params.paths.champion_submission
+    write_submission(labels, path)
+    return path
 
 
 def promote(
     params: Params, root: Path, *, version: str | None = None, force: bool = False
 ) -> PromotionReport:
-    """Move ``champion`` to the best passing candidate (or to ``version``), gates permitting."""
+    """Move ``champion`` to the candidate chosen on validation (or to ``version``), gates
+    permitting; then write the champion's submission for data/test.csv."""
     store = tracking.Store.for_project(params.mlflow, root)
     tracking.activate(store)
     registry = tracking.Registry(store, params.mlflow.registered_model_name)
@@ -215,60 +300,69 @@ def promote(
         report = PromotionReport(
             "rejected", None, None, champion_version, champion_version, forced=force
         )
-        if version is not None:
-            record = registry.version(version)
-            if record is None:
-                raise UserError(f"registered model '{registry.name}' has no version {version}")
-            records = [record]
-        else:
-            found = [
-                registry.version(load_trained(params, family).version)
-                for family in FAMILIES
-                if record_path(params, family).exists()
-            ]
-            records = [record for record in found if record is not None]
-            if not records:
-                raise UserError("no trained candidates; run the train stages first")
-        candidates = sorted(
-            (_scores_from_run(registry, record) for record in records),
-            key=lambda item: item.test_accuracy,
-            reverse=True,
-        )
-        report.candidates = [asdict(candidate) for candidate in candidates]
-        champion = None
-        champion_record = registry.version(champion_version) if champion_version else None
-        if champion_record is not None:
-            champion = _scores_from_run(registry, champion_record)
-            if champion.data_md5 != candidates[0].data_md5:  # compare on the same data
-                champion = rescore_on_current_test(params, store, champion_record)
-        evaluated = [
-            (candidate, evaluate_gates(candidate, champion, params.promote))
-            for candidate in candidates
-            if candidate.version != champion_version
-        ]
-        if not evaluated:
-            report.decision, report.reason = (
-                "skipped",
-                f"version {champion_version} is already the champion",
+        experiment = os.environ.get(EXPERIMENT_VARIABLE)
+        if version is None and not params.promote.enabled:
+            report.decision, report.reason = "skipped", "promote.enabled is false in params.yaml"
+        elif version is None and experiment and not params.promote.from_experiments:
+            report.decision = "skipped"
+            report.reason = (
+                f"experiment {experiment} does not move the champion (promote.from_experiments "
+                "is false); promote its version deliberately with digits promote --version N"
             )
         else:
-            passing = [pair for pair in evaluated if all(gate.passed for gate in pair[1])]
-            chosen, gates = passing[0] if passing else evaluated[0]
-            failed = [gate.name for gate in gates if not gate.passed]
-            report.candidate_version, report.candidate_family = chosen.version, chosen.family
-            report.gates = gates
-            if not failed or force:
-                report.decision = "promoted"
-                report.reason = (
-                    ("forced past failing gates: " + ", ".join(failed))
-                    if failed
-                    else "every gate passed"
-                )
-                _move_champion(registry, chosen.version, force, report)
-            else:
-                report.reason = "failed gates: " + ", ".join(failed)
-        _record_decision(registry, report)
+            _decide(params, registry, version, report)
+        if report.champion_after:
+            write_champion_submission(params, store, report.champion_after)
     return report
+
+
+def _decide(
+    params: Params, registry: tracking.Registry, version: str | None, report: PromotionReport
+) -> None:
+    champion_version = report.champion_before
+    if version is not None:
+        record = registry.version(version)
+        if record is None:
+            raise UserError(f"registered model '{registry.name}' has no version {version}")
+        records = [record]
+    else:
+        records = [
+            record
+            for record in pipeline_candidates(params, registry)
+            if ROLLED_BACK_TAG not in record.tags  # a rerun does not undo a rollback
+        ]
+    split = evaluation_split(Path(params.paths.prepared_dir))
+    report.evaluation_split = split[0]
+    candidates = [version_scores(params, registry, record, split) for record in records]
+    # Chosen on validation: the evaluation split only judges the choice.
+    candidates.sort(key=lambda item: item.validation_accuracy or 0.0, reverse=True)
+    report.candidates = [candidate.summary() for candidate in candidates]
+    challengers = [item for item in candidates if item.version != champion_version]
+    if not challengers:
+        report.decision = "skipped"
+        report.reason = (
+            f"version {champion_version} is already the champion"
+            if candidates
+            else "every candidate was rolled back before"
+        )
+        return
+    chosen = challengers[0]
+    champion_record = registry.version(champion_version) if champion_version else None
+    if champion_record is not None:
+        champion = version_scores(params, registry, champion_record, split)
+        report.comparison = mcnemar(chosen.correct, champion.correct)
+    report.gates = evaluate_gates(chosen, report.comparison, params.promote)
+    report.candidate_version, report.candidate_family = chosen.version, chosen.family
+    failed = [gate.name for gate in report.gates if not gate.passed]
+    if not failed or report.forced:
+        report.decision = "promoted"
+        report.reason = (
+            ("forced past failing gates: " + ", ".join(failed)) if failed else "every gate passed"
+        )
+        _move_champion(registry, chosen.version, report.forced, report)
+    else:
+        report.reason = "failed gates: " + ", ".join(failed)
+    _record_decision(registry, report)
 
 
 def rollback(params: Params, root: Path) -> tuple[str, str]:
@@ -293,8 +387,10 @@ def rollback(params: Params, root: Path) -> tuple[str, str]:
             registry.delete_alias(PREVIOUS)
         registry.set_model_tag(HISTORY_TAG, json.dumps(history))
         registry.tag_version(
-            current, {"rolled_back_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+            current, {ROLLED_BACK_TAG: time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
         )
+        if (Path(params.paths.prepared_dir) / "test.npz").exists():
+            write_champion_submission(params, store, previous)
     return current, previous
 
 
@@ -303,7 +399,7 @@ def registry_table(params: Params, root: Path) -> str:
     store = tracking.Store.for_project(params.mlflow, root)
     tracking.activate(store)
     registry = tracking.Registry(store, params.mlflow.registered_model_name)
-    rows = [("version", "aliases", "family", "test_acc", "macro_f1", "ms/img", "decision")]
+    rows = [("version", "aliases", "family", "split", "test_acc", "macro_f1", "ms/img", "decision")]
     for record in registry.versions():
         tags = record.tags
         rows.append(
@@ -311,6 +407,7 @@ def registry_table(params: Params, root: Path) -> str:
                 record.version,
                 ",".join(record.aliases) or "-",
                 tags.get("family", "?"),
+                tags.get("evaluation_split", "-"),
                 tags.get("test_accuracy", "-")[:6],
                 tags.get("test_macro_f1", "-")[:6],
                 tags.get("latency_ms_batch1", "-")[:6],

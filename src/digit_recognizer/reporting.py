@@ -2,16 +2,26 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from digit_recognizer.errors import UserError
 from digit_recognizer.files import write_text
 from digit_recognizer.plotting import save_figure
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from digit_recognizer.tuning import TrialRecord
+
+@dataclass(frozen=True)
+class TrialRecord:
+    """One search trial as the tables and charts show it."""
+
+    trial_id: str
+    status: str
+    score: float | None
+    hyperparameters: dict[str, Any]
 
 
 def trials_frame(trials: list[TrialRecord]) -> pd.DataFrame:
@@ -64,21 +74,26 @@ NEURAL = ("ann", "cnn")
 
 
 def comparison_frame(metrics_files: dict[str, Path]) -> tuple[pd.DataFrame, str]:
-    """One row per model, best first, ranked on the test split when it is labelled."""
+    """One row per model, best first, ranked on the evaluation split (test.csv when labelled,
+    else the holdout); also returns that split's name."""
     import json
 
     import pandas as pd
 
     loaded = {model: json.loads(path.read_text()) for model, path in metrics_files.items()}
-    split = (
-        "test" if all("test_accuracy" in metrics for metrics in loaded.values()) else "validation"
-    )
+    splits = {metrics.get("evaluation_split", "test") for metrics in loaded.values()}
+    if len(splits) != 1:
+        raise UserError(
+            f"metrics/*.json were scored on different splits ({', '.join(sorted(splits))}); "
+            "rerun the evaluate and baselines stages"
+        )
+    split = splits.pop()
     rows = [
         {
             "model": model,
             "kind": "neural network" if model in NEURAL else "classical",
-            "accuracy": metrics[f"{split}_accuracy"],
-            "macro_f1": metrics[f"{split}_macro_f1"],
+            "accuracy": metrics["test_accuracy"],
+            "macro_f1": metrics["test_macro_f1"],
             **{
                 key: metrics[key]
                 for key in (

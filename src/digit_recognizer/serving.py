@@ -12,9 +12,8 @@ import numpy.typing as npt
 
 from digit_recognizer import tracking
 from digit_recognizer.config import Params
-from digit_recognizer.data.kaggle_csv import IMAGE_SIDE, read_digits_csv
+from digit_recognizer.data.kaggle_csv import IMAGE_SIDE, read_digits_csv, write_submission
 from digit_recognizer.errors import UserError
-from digit_recognizer.evaluation import write_submission
 from digit_recognizer.registry import CHAMPION
 
 
@@ -115,19 +114,9 @@ def predict_batch(
     params: Params, root: Path, inputs: list[Path], version: str | None, output: Path
 ) -> int:
     """Predict with the champion (or a version) and write a Kaggle submission; return rows."""
-    import pandas as pd
-
-    from digit_recognizer.data.kaggle_csv import PIXEL_COLUMNS
-
     pixels = read_inputs(inputs)
     store = tracking.Store.for_project(params.mlflow, root)
     tracking.activate(store)
-    uri = model_uri(params, version)
-    try:
-        model = tracking.load_pyfunc(uri, store)
-    except Exception as error:  # MLflow raises several types for a missing model or alias
-        raise UserError(f"cannot load {uri}: {str(error).splitlines()[0]}") from None
-    frame = pd.DataFrame(pixels.astype(np.int64), columns=list(PIXEL_COLUMNS))
-    labels = model.predict(frame)["label"].to_numpy()
+    labels = tracking.predict_labels(model_uri(params, version), store, pixels)
     write_submission(labels, output)
     return len(labels)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
+import socket
 import subprocess
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -19,8 +20,13 @@ from pathlib import Path
 from typing import Any
 
 from digit_recognizer.config import MlflowConfig
+from digit_recognizer.errors import UserError
 
 TRACKING_URI_VARIABLE = "MLFLOW_TRACKING_URI"
+HOST_TAG = "host"
+PROCESS_TAG = "process_id"
+# An evaluation run's per-image predictions on its evaluation split (SplitPredictions).
+PREDICTIONS_ARTIFACT = "evaluation/predictions.json"
 _DVC_TEMPORARY_WORKSPACES = ("/.dvc/tmp/",)
 
 
@@ -90,17 +96,50 @@ def git_commit(root: Path) -> str | None:
     return result.stdout.strip() or None
 
 
-def lineage_tags(root: Path, data_dvc: Path) -> dict[str, str]:
-    """Tags that tie a run to code, data (data.dvc's md5) and the DVC stage/experiment."""
-    from digit_recognizer.data.dvc_files import tracked_md5
-
+def lineage_tags(root: Path, data_md5: str | None) -> dict[str, str]:
+    """Tags that tie a run to code, data (the DVC hash of the data actually read), the DVC
+    stage/experiment, and the process, so a run its process left RUNNING can be found."""
     candidates = {
         "git_commit": git_commit(root),
-        "data_md5": tracked_md5(data_dvc) if data_dvc.exists() else None,
+        "data_md5": data_md5,
         "dvc_stage": os.environ.get("DVC_STAGE"),
         "dvc_experiment": os.environ.get("DVC_EXP_NAME"),
     }
     return {key: value for key, value in candidates.items() if value}
+
+
+def process_tags() -> dict[str, str]:
+    return {HOST_TAG: socket.gethostname(), PROCESS_TAG: str(os.getpid())}
+
+
+def _process_alive(process_id: str) -> bool:
+    try:
+        os.kill(int(process_id), 0)
+    except (ValueError, ProcessLookupError):
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def close_orphaned_runs(store: Store, tags: Mapping[str, str]) -> list[str]:
+    """End as KILLED the RUNNING runs carrying ``tags`` whose process on this host is gone
+    (SIGKILL, a lost machine); runs of live processes and of other hosts are left alone."""
+    import mlflow
+
+    experiment_id = activate(store)
+    conditions = [
+        "attributes.status = 'RUNNING'",
+        f"tags.`{HOST_TAG}` = '{socket.gethostname()}'",
+        *(f"tags.`{key}` = '{value}'" for key, value in tags.items()),
+    ]
+    client = mlflow.MlflowClient(store.uri)
+    closed = []
+    for found in client.search_runs([experiment_id], " and ".join(conditions), max_results=1000):
+        if not _process_alive(found.data.tags.get(PROCESS_TAG, "")):
+            client.set_terminated(found.info.run_id, "KILLED")
+            closed.append(found.info.run_id)
+    return closed
 
 
 @contextlib.contextmanager
@@ -110,14 +149,26 @@ def run(
     tags: Mapping[str, str] | None = None,
     *,
     run_id: str | None = None,
-    nested: bool = False,
+    parent_run_id: str | None = None,
 ) -> Iterator[str]:
-    """Start (or resume, given ``run_id``) a run; it always ends FINISHED, FAILED or KILLED."""
+    """Start (or resume, given ``run_id``) a run; it always ends FINISHED, FAILED or KILLED.
+
+    Runs of the same stage (and family) that a killed process left RUNNING are closed first.
+    """
     import mlflow
 
     activate(store)
+    all_tags = {**(tags or {}), **process_tags()}
+    stage_tags: dict[str, str] = {
+        key: all_tags[key] for key in ("stage", "family") if key in all_tags
+    }
+    if "stage" in stage_tags:
+        close_orphaned_runs(store, stage_tags)
     active = mlflow.start_run(
-        run_id=run_id, run_name=None if run_id else name, nested=nested, tags=dict(tags or {})
+        run_id=run_id,
+        run_name=None if run_id else name,
+        parent_run_id=parent_run_id,
+        tags=all_tags,
     )
     try:
         yield active.info.run_id
@@ -209,6 +260,8 @@ class ChildRuns:
         self, key: str, name: str, params: Mapping[str, Any], tags: Mapping[str, str]
     ) -> str | None:
         """Start the child for ``key``; None when a finished one exists already."""
+        from mlflow.entities import Param
+
         previous = self.existing().get(key)
         if previous and previous[1] == "FINISHED":
             return None
@@ -217,11 +270,21 @@ class ChildRuns:
         run = self._client.create_run(
             self._experiment_id,
             run_name=name,
-            tags={"mlflow.parentRunId": self._parent_run_id, self._key_tag: key, **tags},
+            tags={
+                "mlflow.parentRunId": self._parent_run_id,
+                self._key_tag: key,
+                **tags,
+                **process_tags(),
+            },
         )
         run_id = run.info.run_id
-        for param_key, value in params.items():
-            self._client.log_param(run_id, param_key, str(value))
+        try:
+            self._client.log_batch(
+                run_id, params=[Param(name, str(value)) for name, value in params.items()]
+            )
+        except BaseException:  # never leave a run RUNNING that nothing will finish
+            self._client.set_terminated(run_id, "FAILED")
+            raise
         self._open[key] = run_id
         return run_id
 
@@ -437,3 +500,30 @@ def load_pyfunc(model_uri: str, store: Store) -> Any:
 
     mlflow.set_tracking_uri(store.uri)
     return mlflow.pyfunc.load_model(model_uri)
+
+
+def predict_labels(model_uri: str, store: Store, pixels: Any) -> Any:
+    """Digits predicted by a logged model through its served interface (Kaggle rows in)."""
+    import numpy as np
+    import pandas as pd
+
+    from digit_recognizer.data.kaggle_csv import PIXEL_COLUMNS
+
+    try:
+        model = load_pyfunc(model_uri, store)
+    except Exception as error:  # MLflow raises several types for a missing model or alias
+        raise UserError(f"cannot load {model_uri}: {str(error).splitlines()[0]}") from None
+    frame = pd.DataFrame(pixels.astype(np.int64), columns=list(PIXEL_COLUMNS))
+    return model.predict(frame)["label"].to_numpy()
+
+
+def load_run_dict(run_id: str, name: str, store: Store) -> Any | None:
+    """A JSON artifact of a run (None when the run or the artifact is gone)."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    mlflow.set_tracking_uri(store.uri)
+    try:
+        return mlflow.artifacts.load_dict(f"runs:/{run_id}/{name}")
+    except (MlflowException, OSError):
+        return None

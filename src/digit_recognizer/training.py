@@ -16,13 +16,13 @@ from typing import Any
 
 from digit_recognizer import tracking
 from digit_recognizer.config import Family, Params, TrainFamilyConfig
-from digit_recognizer.data.prepare import load_split
+from digit_recognizer.data.splits import load_split, prepared_data_md5
 from digit_recognizer.errors import UserError
 from digit_recognizer.files import atomic_path, write_json, write_text
 from digit_recognizer.models.architectures import Augmentation, build_model, hyperparameters_from
+from digit_recognizer.models.fitting import EPOCH_METRICS, model_input, repeat_to_min_steps
 from digit_recognizer.models.schedule import cosine_schedule
 from digit_recognizer.plotting import save_figure
-from digit_recognizer.tuning import EPOCH_METRICS, model_input
 
 
 @dataclass(frozen=True)
@@ -132,7 +132,7 @@ def run_train(params: Params, family: Family, root: Path) -> TrainedModel:
     tags = {
         "stage": "train",
         "family": family,
-        **tracking.lineage_tags(root, params.paths.data_dvc),
+        **tracking.lineage_tags(root, prepared_data_md5(params.paths)),
     }
     store = tracking.Store.for_project(params.mlflow, root)
     with tracking.run(store, f"train-{family}", tags) as run_id:
@@ -167,10 +167,14 @@ def run_train(params: Params, family: Family, root: Path) -> TrainedModel:
                     flush=True,
                 )
 
+        assert train.labels is not None
+        train_images, train_labels = repeat_to_min_steps(
+            train.images, train.labels, config.batch_size, config.min_steps_per_epoch
+        )
         started = time.monotonic()
         fit = model.fit(
-            model_input(train.images),
-            train.labels,
+            model_input(train_images),
+            train_labels,
             validation_data=(model_input(validation.images), validation.labels),
             epochs=config.max_epochs,
             batch_size=config.batch_size,

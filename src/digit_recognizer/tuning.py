@@ -24,27 +24,21 @@ import numpy.typing as npt
 
 from digit_recognizer import tracking
 from digit_recognizer.config import Family, Params, SearchBudget
-from digit_recognizer.data.dvc_files import file_md5
 from digit_recognizer.data.kaggle_csv import DigitTable
-from digit_recognizer.data.prepare import load_split, split_path
+from digit_recognizer.data.splits import load_split, prepared_data_md5, table_digest
 from digit_recognizer.errors import UserError
 from digit_recognizer.files import write_json
-from digit_recognizer.models.architectures import IMAGE_SHAPE, build_model, hyperparameters_from
+from digit_recognizer.models.architectures import build_model, hyperparameters_from
+from digit_recognizer.models.fitting import EPOCH_METRICS, model_input, repeat_to_min_steps
 from digit_recognizer.models.schedule import cosine_schedule
+from digit_recognizer.reporting import TrialRecord, plot_search, trials_table
 
 if TYPE_CHECKING:
     import keras_tuner
 
 OBJECTIVE = "val_accuracy"
-EPOCH_METRICS = ("loss", "accuracy", "val_loss", "val_accuracy")
-
-
-@dataclass(frozen=True)
-class TrialRecord:
-    trial_id: str
-    status: str
-    score: float | None
-    hyperparameters: dict[str, Any]
+# A best trial whose validation score could be chance at this level fails the search.
+CHANCE_LEVEL_P_VALUE = 0.01
 
 
 @dataclass(frozen=True)
@@ -55,11 +49,6 @@ class TuneResult:
     trials: list[TrialRecord]
     duration_seconds: float
     run_id: str
-
-
-def model_input(images: npt.NDArray[np.uint8]) -> npt.NDArray[np.float32]:
-    """Kaggle rows (n, 784) of 0-255 as the (n, 28, 28, 1) float images the models take."""
-    return images.reshape((-1, *IMAGE_SHAPE)).astype(np.float32)
 
 
 def search_subset(table: DigitTable, fraction: float, seed: int) -> DigitTable:
@@ -78,9 +67,10 @@ def search_subset(table: DigitTable, fraction: float, seed: int) -> DigitTable:
 
 def code_digest() -> str:
     """The search's own code: a changed builder or search loop must not resume old trials."""
-    from digit_recognizer.models import architectures, schedule
+    from digit_recognizer.models import architectures, fitting, schedule
 
-    sources = (Path(__file__), Path(architectures.__file__), Path(schedule.__file__))
+    modules = (architectures, fitting, schedule)
+    sources = (Path(__file__), *(Path(str(module.__file__)) for module in modules))
     return hashlib.sha256(b"".join(path.read_bytes() for path in sources)).hexdigest()[:16]
 
 
@@ -294,31 +284,38 @@ def _first_failure(tuner: Any) -> str:
     return "no trial completed"
 
 
-def data_digest(prepared_dir: Path) -> str:
-    return hashlib.sha256(
-        "".join(
-            file_md5(split_path(prepared_dir, split)) for split in ("train", "validation")
-        ).encode()
-    ).hexdigest()[:16]
+def better_than_chance(score: float, validation_labels: npt.NDArray[np.uint8]) -> float:
+    """One-sided exact binomial p-value that ``score`` beats always guessing the commonest
+    digit on these validation rows (small means a real signal)."""
+    from scipy.stats import binomtest
+
+    rows = len(validation_labels)
+    chance = float(np.bincount(validation_labels, minlength=10).max()) / rows
+    return float(binomtest(round(score * rows), rows, chance, alternative="greater").pvalue)
+
+
+def remove_other_searches(directory: Path, fingerprint: str) -> None:
+    """Drop saved searches of other spaces, budgets or data (called once the new one builds)."""
+    for stale in directory.glob("*") if directory.exists() else []:
+        if stale.name != fingerprint:
+            shutil.rmtree(stale) if stale.is_dir() else stale.unlink()
 
 
 def run_tune(params: Params, family: Family, root: Path) -> TuneResult:
     """Search one family's space; write best hyperparameters, a summary, trials table and chart."""
     import tensorflow as tf
 
-    from digit_recognizer.reporting import plot_search, trials_table
-
     tf.config.experimental.enable_op_determinism()
     family_config = params.tune.family(family)
     budget = family_config.budget
     prepared_dir = Path(params.paths.prepared_dir)
-    train = search_subset(load_split(prepared_dir, "train"), budget.search_fraction, params.seed)
+    full_train = load_split(prepared_dir, "train")
+    train = search_subset(full_train, budget.search_fraction, params.seed)
     validation = load_split(prepared_dir, "validation")
-    fingerprint = search_fingerprint(params, family, data_digest(prepared_dir))
+    assert train.labels is not None and validation.labels is not None
+    data_digest = table_digest(full_train) + table_digest(validation)
+    fingerprint = search_fingerprint(params, family, data_digest)
     directory = Path(params.paths.tuning_dir) / family
-    for stale in directory.glob("*") if directory.exists() else []:
-        if stale.name != fingerprint:  # a changed space, budget or data: start afresh
-            shutil.rmtree(stale) if stale.is_dir() else stale.unlink()
 
     store = tracking.Store.for_project(params.mlflow, root)
     search_tags = {"stage": "tune", "family": family, "search_fingerprint": fingerprint}
@@ -327,7 +324,7 @@ def run_tune(params: Params, family: Family, root: Path) -> TuneResult:
     with tracking.run(
         store,
         f"tune-{family}",
-        {**search_tags, **tracking.lineage_tags(root, params.paths.data_dvc)},
+        {**search_tags, **tracking.lineage_tags(root, prepared_data_md5(params.paths))},
         run_id=parent_id,
     ) as run_id:
         tracking.log_params(
@@ -341,17 +338,26 @@ def run_tune(params: Params, family: Family, root: Path) -> TuneResult:
             }
         )
         runs = tracking.ChildRuns(store, run_id, key_tag="trial_id")
+        state = directory / fingerprint
+        fresh = not state.exists()
         try:  # Keras Tuner builds a first model from the space's defaults right here
             tuner = _make_tuner(params, family, runs, directory, fingerprint)
         except (ValueError, TypeError) as error:
+            if fresh:  # what the failed attempt created; saved searches stay
+                shutil.rmtree(state, ignore_errors=True)
             raise UserError(
                 f"tune {family}: the search space does not build a model: {one_line(str(error))}"
             ) from None
+        # Only now that the new space builds: a typo in params.yaml keeps the old search.
+        remove_other_searches(directory, fingerprint)
         import keras
 
+        train_images, train_labels = repeat_to_min_steps(
+            train.images, train.labels, budget.batch_size, budget.min_steps_per_epoch
+        )
         fit_arguments: dict[str, Any] = {
-            "x": model_input(train.images),
-            "y": train.labels,
+            "x": model_input(train_images),
+            "y": train_labels,
             "validation_data": (model_input(validation.images), validation.labels),
             "batch_size": budget.batch_size,
             "verbose": 0,
@@ -391,6 +397,13 @@ def run_tune(params: Params, family: Family, root: Path) -> TuneResult:
         best_trial = tuner.oracle.get_best_trials(1)[0]
         best = choose_hyperparameters(best_trial.hyperparameters, family_config.space.model_dump())
         best_score = float(best_trial.score)
+        chance_p_value = better_than_chance(best_score, validation.labels)
+        if chance_p_value > CHANCE_LEVEL_P_VALUE:
+            raise UserError(
+                f"tune {family}: the best trial scored {best_score:.4f} on {len(validation)} "
+                f"validation rows, no better than chance (p = {chance_p_value:.2f}); "
+                f"give the search more data or epochs (tune.{family}.budget)"
+            )
         duration = time.monotonic() - started
         summary = {
             "best_score": best_score,

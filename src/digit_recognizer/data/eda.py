@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from digit_recognizer.data.kaggle_csv import DIGITS, IMAGE_SIDE
-from digit_recognizer.data.prepare import Splits
+from digit_recognizer.data.splits import Splits
 from digit_recognizer.plotting import save_figure
 
 EDA_FILES = (

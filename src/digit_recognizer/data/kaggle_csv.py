@@ -19,7 +19,7 @@ import numpy as np
 import numpy.typing as npt
 
 from digit_recognizer.errors import UserError
-from digit_recognizer.files import atomic_path
+from digit_recognizer.files import atomic_path, write_text
 
 IMAGE_SIDE = 28
 PIXEL_COUNT = IMAGE_SIDE * IMAGE_SIDE
@@ -194,3 +194,9 @@ def write_digits_csv(path: Path, table: DigitTable) -> None:
                 include_header=False, quoting_style="none", batch_size=4096
             ),
         )
+
+
+def write_submission(labels: npt.NDArray[np.int64], path: Path) -> None:
+    """Kaggle's submission format: ImageId (from 1), Label."""
+    lines = ["ImageId,Label", *(f"{index},{label}" for index, label in enumerate(labels, start=1))]
+    write_text(path, "\n".join(lines) + "\n")

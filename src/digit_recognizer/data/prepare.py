@@ -1,5 +1,6 @@
-"""The prepare stage: validate the CSVs, split train/validation (stratified, seeded), store uint8
-arrays for later stages, and describe the data (stats + EDA plots)."""
+"""The prepare stage: validate the CSVs, split train.csv (stratified, seeded) into train,
+validation and, when test.csv has no labels, a holdout; store uint8 arrays for later stages,
+record which data they came from, and describe the data (stats + EDA plots)."""
 
 from __future__ import annotations
 
@@ -10,76 +11,38 @@ import numpy as np
 import numpy.typing as npt
 
 from digit_recognizer.config import Params
-from digit_recognizer.data.kaggle_csv import DIGITS, DigitTable, read_digits_csv
-from digit_recognizer.errors import UserError
-from digit_recognizer.files import atomic_path, write_json
-
-SPLITS = ("train", "validation", "test")
-
-
-@dataclass(frozen=True)
-class Splits:
-    train: DigitTable
-    validation: DigitTable
-    test: DigitTable
-
-    def items(self) -> list[tuple[str, DigitTable]]:
-        return [(name, getattr(self, name)) for name in SPLITS]
-
-
-def split_train_validation(
-    table: DigitTable, validation_fraction: float, seed: int
-) -> tuple[DigitTable, DigitTable]:
-    """Stratified split so every digit keeps its share in both parts."""
-    from sklearn.model_selection import train_test_split
-
-    assert table.labels is not None, "train.csv always has labels"
-    indices = np.arange(len(table))
-    try:
-        train_index, validation_index = train_test_split(
-            indices, test_size=validation_fraction, random_state=seed, stratify=table.labels
-        )
-    except ValueError as error:  # too few rows of a digit to stratify
-        raise UserError(
-            f"train.csv: cannot split with prepare.validation_fraction: {error}"
-        ) from None
-    train_index.sort()
-    validation_index.sort()
-    return (
-        DigitTable(table.images[train_index], table.labels[train_index]),
-        DigitTable(table.images[validation_index], table.labels[validation_index]),
-    )
-
-
-def split_path(prepared_dir: Path, split: str) -> Path:
-    return prepared_dir / f"{split}.npz"
-
-
-def save_split(path: Path, table: DigitTable) -> None:
-    arrays: dict[str, npt.NDArray[np.uint8]] = {"images": table.images}
-    if table.labels is not None:
-        arrays["labels"] = table.labels
-    with atomic_path(path) as temporary, temporary.open("wb") as stream:
-        # Uncompressed: later stages load it in milliseconds.
-        np.savez(stream, **arrays)  # type: ignore[arg-type]
-
-
-def load_split(prepared_dir: Path, split: str) -> DigitTable:
-    path = split_path(prepared_dir, split)
-    if not path.exists():
-        raise UserError(f"{path}: not found; run the prepare stage first (dvc repro prepare)")
-    with np.load(path) as arrays:
-        labels = arrays["labels"] if "labels" in arrays.files else None
-        return DigitTable(images=arrays["images"], labels=labels)
+from digit_recognizer.data.dvc_files import directory_md5, tracked_md5
+from digit_recognizer.data.kaggle_csv import DIGITS, read_digits_csv
+from digit_recognizer.data.splits import (
+    DataLineage,
+    Splits,
+    save_split,
+    split_labelled,
+    split_path,
+    table_digest,
+    warn_if_untracked,
+    write_lineage,
+)
+from digit_recognizer.files import write_json
 
 
 def read_and_split(
-    train_csv: Path, test_csv: Path, validation_fraction: float, seed: int
+    train_csv: Path,
+    test_csv: Path,
+    validation_fraction: float,
+    holdout_fraction: float,
+    seed: int,
 ) -> Splits:
+    """Both CSVs validated; a holdout is carved from train.csv only if test.csv is unlabelled."""
     train_table = read_digits_csv(train_csv, require_labels=True)
     test_table = read_digits_csv(test_csv, require_labels=False)
-    train, validation = split_train_validation(train_table, validation_fraction, seed)
-    return Splits(train=train, validation=validation, test=test_table)
+    train, validation, holdout = split_labelled(
+        train_table,
+        validation_fraction,
+        None if test_table.labels is not None else holdout_fraction,
+        seed,
+    )
+    return Splits(train=train, validation=validation, test=test_table, holdout=holdout)
 
 
 def _duplicate_count(images: npt.NDArray[np.uint8]) -> int:
@@ -132,12 +95,26 @@ def run_prepare(params: Params, root: Path) -> PrepareResult:
 
     paths = params.paths
     splits = read_and_split(
-        paths.train_csv, paths.test_csv, params.prepare.validation_fraction, params.seed
+        paths.train_csv,
+        paths.test_csv,
+        params.prepare.validation_fraction,
+        params.prepare.holdout_fraction,
+        params.seed,
     )
+    # Lineage from the bytes read, not from data.dvc, which may describe other data.
+    lineage = DataLineage(
+        data_md5=directory_md5(Path(paths.data_dir)),
+        tracked_md5=tracked_md5(paths.data_dvc) if paths.data_dvc.exists() else None,
+        split_digests={name: table_digest(table) for name, table in splits.items()},
+    )
+    warn_if_untracked(lineage.data_md5, paths.data_dvc)
     statistics = data_statistics(splits)
     prepared_dir = Path(paths.prepared_dir)
     for name, table in splits.items():
         save_split(split_path(prepared_dir, name), table)
+    if splits.holdout is None:  # a holdout from earlier, unlabelled test data is stale now
+        split_path(prepared_dir, "holdout").unlink(missing_ok=True)
+    write_lineage(prepared_dir, lineage)
     statistics_path = Path(paths.metrics_dir) / "data.json"
     write_json(statistics_path, statistics)
     plots = write_eda(
@@ -147,7 +124,7 @@ def run_prepare(params: Params, root: Path) -> PrepareResult:
     rows = {name: len(table) for name, table in splits.items()}
     store = tracking.Store.for_project(params.mlflow, root)
     with tracking.run(
-        store, "prepare", {"stage": "prepare", **tracking.lineage_tags(root, paths.data_dvc)}
+        store, "prepare", {"stage": "prepare", **tracking.lineage_tags(root, lineage.data_md5)}
     ) as run_id:
         tracking.log_params(
             {

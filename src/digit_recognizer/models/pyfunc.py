@@ -17,6 +17,7 @@ import pandas as pd
 
 from digit_recognizer.data.kaggle_csv import PIXEL_COLUMNS, PIXEL_COUNT
 from digit_recognizer.models.architectures import CLASS_COUNT
+from digit_recognizer.models.fitting import model_input
 
 DIRECT_CALL_ROWS = 256
 PROBABILITY_COLUMNS = tuple(f"prob_{digit}" for digit in range(CLASS_COUNT))
@@ -50,8 +51,6 @@ def pixels_from(rows: Any) -> npt.NDArray[np.uint8]:
 
 def predict_frame(model: Any, pixels: npt.NDArray[np.uint8]) -> pd.DataFrame:
     """Labels and class probabilities for validated pixels (one code path for all callers)."""
-    from digit_recognizer.tuning import model_input
-
     images = model_input(pixels)
     # A direct call avoids predict()'s ~50 ms set-up per call, which would dominate small
     # requests; predict() batches large inputs so memory stays bounded.
