@@ -89,7 +89,7 @@ def test_prepare_writes_arrays_stats_plots_and_a_run(project: Path) -> None:
     # then arrays are uint8, stats count rows, and every EDA plot exists
     train = load_split(Path("prepared"), "train")
     assert train.images.dtype == np.uint8 and train.images.shape == (90, 784)
-    stats = json.loads(Path("metrics/data.json").read_text())
+    stats = json.loads(Path("reports/eda/statistics.json").read_text())
     assert stats["validation"]["rows"] == 30
     assert stats["train"]["rows_per_class"]["3"] == 9
     assert stats["test_images_also_in_train"] == 0

@@ -88,7 +88,7 @@ def test_candidates_are_chosen_on_validation_never_on_test(registry_project: Pat
     # when the promote stage runs
     assert main(["promote"]) == 0
     # then the validation choice is the one judged and promoted, and its submission is written
-    report = json.loads(Path("metrics/promotion.json").read_text())
+    report = json.loads(Path("reports/promotion.json").read_text())
     assert report["candidate_version"] == ann.version, "the test set must not pick the model"
     assert report["decision"] == "promoted" and champion() == ann.version
     rows = submission_rows()
@@ -179,7 +179,7 @@ def test_experiments_do_not_move_the_champion(
     # given a `dvc exp run`, when its promote stage runs, then it reports but moves nothing
     monkeypatch.setenv("DVC_EXP_NAME", "bushy-lion")
     assert main(["promote"]) == 0
-    report = json.loads(Path("metrics/promotion.json").read_text())
+    report = json.loads(Path("reports/promotion.json").read_text())
     assert report["decision"] == "skipped" and "bushy-lion" in report["reason"]
     assert champion() == sitting.version
     # and a deliberate promotion of the experiment's version still goes through the gates

@@ -53,7 +53,7 @@ def test_search_logs_a_parent_with_one_nested_run_per_trial(project: Path) -> No
     best = json.loads(Path("hyperparameters/ann.json").read_text())
     assert parent.data.params["best.units"] == str(best["units"])
     children = child_runs(parent.info.run_id)
-    summary = json.loads(Path("metrics/tune_ann.json").read_text())
+    summary = json.loads(Path("reports/tuning/ann_summary.json").read_text())
     assert len(children) == summary["trials_completed"] == 2
     for child in children:
         assert child.info.status == "FINISHED"

@@ -19,7 +19,7 @@ import numpy.typing as npt
 from digit_recognizer import tracking
 from digit_recognizer.config import Params
 from digit_recognizer.data.splits import load_split, prepared_data_md5
-from digit_recognizer.evaluation import ModelUnderTest, evaluate_model
+from digit_recognizer.evaluation import ModelUnderTest, evaluate_model, summary_line
 from digit_recognizer.models.classical import BASELINES, build_baseline, candidate_settings
 
 
@@ -104,6 +104,7 @@ def run_baselines(params: Params, root: Path) -> list[BaselineResult]:
                 params,
             )
             tracking.set_tags({"evaluation_split": scores.evaluation.split})
+            tracking.describe_run(summary_line(name, scores.metrics, scores.evaluation.split))
             tracking.log_params({"family": name, "seed": params.seed, **settings})
             tracking.log_metrics(scores.metrics)
             tracking.log_artifacts(scores.artifacts, "evaluation")

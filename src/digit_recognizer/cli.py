@@ -7,10 +7,8 @@ Parsing and exit codes only; heavy libraries (TensorFlow, MLflow) load inside th
 from __future__ import annotations
 
 import argparse
-import os
 import signal
 import sys
-import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import FrameType
@@ -24,6 +22,8 @@ if TYPE_CHECKING:
 
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
+# Commands that load Keras models; TensorFlow is imported once, quietly, before they run.
+TENSORFLOW_COMMANDS = frozenset({"tune", "train", "evaluate", "promote", "rollback", "predict"})
 
 
 def _fetch_data(arguments: argparse.Namespace, params: Params) -> None:
@@ -100,12 +100,11 @@ def _report(arguments: argparse.Namespace, params: Params) -> None:
     from digit_recognizer.models.classical import BASELINES
     from digit_recognizer.reporting import write_report
 
-    metrics_dir = Path(params.paths.metrics_dir)
-    metrics_files = {name: metrics_dir / f"{name}.json" for name in (*FAMILIES, *BASELINES)}
-    missing = [path for path in metrics_files.values() if not path.exists()]
+    scores_files = {name: params.paths.all_scores(name) for name in (*FAMILIES, *BASELINES)}
+    missing = [path for path in scores_files.values() if not path.exists()]
     if missing:
         raise UserError(f"{missing[0]}: not found; run the evaluate and baselines stages first")
-    paths = write_report(metrics_files, Path(params.paths.reports_dir))
+    paths = write_report(scores_files, Path(params.paths.reports_dir))
     print(f"report: wrote {', '.join(str(path) for path in paths)}")
 
 
@@ -117,7 +116,7 @@ def _promote(arguments: argparse.Namespace, params: Params) -> None:
     manual = arguments.version is not None
     report = promote(params, project_root(), version=arguments.version, force=arguments.force)
     if not manual:  # the promote stage's DVC metric; manual promotions only print
-        write_json(Path(params.paths.metrics_dir) / "promotion.json", report.as_json())
+        write_json(params.paths.promotion_report, report.as_json())
     for gate in report.gates:
         print(
             f"  gate {gate.name}: {'pass' if gate.passed else 'FAIL'} "
@@ -298,15 +297,12 @@ def _terminate(signum: int, frame: FrameType | None) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from digit_recognizer.console import import_tensorflow_quietly, quiet_libraries
+
     arguments = build_parser().parse_args(argv)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TensorFlow C++ chatter; errors still raise
-    for noise in (
-        "Skipping variable loading for optimizer",
-        "Hint: Inferred schema contains integer",
-        ".*input example was not provided",
-        "Passing a Python object as `python_model`",
-    ):
-        warnings.filterwarnings("ignore", message=noise)
+    quiet_libraries()
+    if arguments.command in TENSORFLOW_COMMANDS:
+        import_tensorflow_quietly()
     handler: Callable[[argparse.Namespace, Params], None] = arguments.handler
     signal.signal(signal.SIGTERM, _terminate)
     try:

@@ -44,6 +44,28 @@ class PathsConfig(Section):
     def test_csv(self) -> Path:
         return Path(self.data_dir) / "test.csv"
 
+    def headline_metrics(self, model: str) -> Path:
+        """A model's DVC metrics: the few numbers `dvc metrics show` compares across models."""
+        return Path(self.metrics_dir) / f"{model}.json"
+
+    def all_scores(self, model: str) -> Path:
+        """Every score of a model (per class too) and the split they come from."""
+        return Path(self.reports_dir) / model / "scores.json"
+
+    def search_metrics(self, family: str) -> Path:
+        return Path(self.metrics_dir) / f"tune_{family}.json"
+
+    def search_summary(self, family: str) -> Path:
+        return Path(self.reports_dir) / "tuning" / f"{family}_summary.json"
+
+    @property
+    def data_statistics(self) -> Path:
+        return Path(self.reports_dir) / "eda" / "statistics.json"
+
+    @property
+    def promotion_report(self) -> Path:
+        return Path(self.reports_dir) / "promotion.json"
+
     @property
     def champion_submission(self) -> Path:
         """The deliverable: the champion's predictions for test.csv, ready to upload."""

@@ -33,6 +33,17 @@ from digit_recognizer.data.splits import (
 from digit_recognizer.files import write_json, write_text
 from digit_recognizer.plotting import save_figure
 
+# What `dvc metrics show` compares: few enough keys (shared by every model) for one 160-column
+# table; reports/<model>/scores.json and MLflow hold every score.
+HEADLINE_METRICS = (
+    "test_accuracy",
+    "test_macro_f1",
+    "test_log_loss",
+    "latency_ms_batch1",
+    "model_size_bytes",
+    "train_seconds",
+)
+
 
 @dataclass(frozen=True)
 class Evaluation:
@@ -206,9 +217,11 @@ def evaluate_model(model: ModelUnderTest, params: Params) -> ModelScores:
         Path(params.paths.plots_dir) / model.name / "confusion.csv",
         confusion_rows(scored.labels, predicted),
     )
+    rounded = {key: round(value, 6) for key, value in metrics.items()}
+    write_json(params.paths.all_scores(model.name), {"evaluation_split": split, **rounded})
     write_json(
-        Path(params.paths.metrics_dir) / f"{model.name}.json",
-        {"evaluation_split": split, **{key: round(value, 6) for key, value in metrics.items()}},
+        params.paths.headline_metrics(model.name),
+        {key: rounded[key] for key in HEADLINE_METRICS},
     )
     test_predictions = predicted if split == "test" else model.predict(test.images).argmax(axis=1)
     return ModelScores(
@@ -216,6 +229,15 @@ def evaluate_model(model: ModelUnderTest, params: Params) -> ModelScores:
         [confusion_png, errors_png],
         SplitPredictions(split, table_digest(scored), predicted),
         test_predictions,
+    )
+
+
+def summary_line(model: str, metrics: dict[str, float], split: str) -> str:
+    """What a run or version achieved, in one line for the MLflow runs and versions lists."""
+    return (
+        f"{model}: {metrics['test_accuracy']:.2%} on {split} (validation "
+        f"{metrics['validation_accuracy']:.2%}), macro-F1 {metrics['test_macro_f1']:.4f}, "
+        f"{metrics['latency_ms_batch1']:.1f} ms/image, {metrics['train_seconds']:.0f} s training"
     )
 
 
@@ -266,6 +288,8 @@ def run_evaluate(params: Params, family: Family, root: Path) -> Evaluation:
         write_submission(scores.test_predictions, submission)
         split = scores.evaluation.split
         tracking.set_tags({"evaluation_split": split, "registered_version": trained.version})
+        description = summary_line(family, scores.metrics, split)
+        tracking.describe_run(description)
         tracking.log_metrics(scores.metrics)
         tracking.log_artifacts(scores.artifacts, "evaluation")
         tracking.log_dict(scores.evaluation.as_json(), tracking.PREDICTIONS_ARTIFACT)
@@ -276,5 +300,6 @@ def run_evaluate(params: Params, family: Family, root: Path) -> Evaluation:
             "evaluation_split": split,
             "evaluation_run_id": evaluation_run_id,
         },
+        description=description,
     )
     return Evaluation(family, scores.metrics, split, submission)

@@ -12,6 +12,7 @@ if TYPE_CHECKING:
 
 
 def save_figure(figure: Figure, path: Path) -> None:
-    figure.tight_layout()
+    if figure.get_layout_engine() is None:  # figures that chose a layout keep it
+        figure.tight_layout()
     with atomic_path(path) as temporary, temporary.open("wb") as stream:
         figure.savefig(stream, format="png", dpi=100)

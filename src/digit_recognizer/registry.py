@@ -245,10 +245,14 @@ def _record_decision(registry: tracking.Registry, report: PromotionReport) -> No
     tags = {"promotion_decision": report.decision, "promotion_gates": gates[:5000]}
     if report.comparison is not None:
         tags["promotion_mcnemar"] = json.dumps(asdict(report.comparison))
+    evaluated = registry.description(report.candidate_version)
+    decision = f"{report.decision}{' (forced)' if report.forced else ''}: {report.reason}"
     registry.tag_version(
         report.candidate_version,
         tags,
-        description=f"{report.decision}{' (forced)' if report.forced else ''}: {report.reason}",
+        description=f"{evaluated.split(' | promotion')[0]} | promotion {decision}"
+        if evaluated
+        else f"promotion {decision}",
     )
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import io
 import os
 import socket
 import subprocess
@@ -25,6 +26,10 @@ from digit_recognizer.errors import UserError
 TRACKING_URI_VARIABLE = "MLFLOW_TRACKING_URI"
 HOST_TAG = "host"
 PROCESS_TAG = "process_id"
+NOTE_TAG = "mlflow.note.content"  # the run's description in the MLflow UI
+# MLflow 3 opens an experiment on its GenAI overview unless it is marked as model training.
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+EXPERIMENT_KIND = "custom_model_development"
 # An evaluation run's per-image predictions on its evaluation split (SplitPredictions).
 PREDICTIONS_ARTIFACT = "evaluation/predictions.json"
 _DVC_TEMPORARY_WORKSPACES = ("/.dvc/tmp/",)
@@ -76,12 +81,18 @@ def activate(store: Store) -> str:
     if experiment is None:
         try:
             experiment_id = mlflow.create_experiment(
-                store.experiment_name, artifact_location=store.artifact_location
+                store.experiment_name,
+                artifact_location=store.artifact_location,
+                tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND},
             )
         except MlflowException:  # another stage created it a moment ago
             experiment_id = mlflow.get_experiment_by_name(store.experiment_name).experiment_id  # type: ignore[union-attr]
     else:
         experiment_id = experiment.experiment_id
+        if EXPERIMENT_KIND_TAG not in experiment.tags:  # made before the project set its kind
+            mlflow.MlflowClient(store.uri).set_experiment_tag(
+                experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND
+            )
     mlflow.set_experiment(experiment_id=experiment_id)
     return str(experiment_id)
 
@@ -179,6 +190,13 @@ def run(
         mlflow.end_run("FAILED")
         raise
     mlflow.end_run("FINISHED")
+
+
+def describe_run(text: str) -> None:
+    """The one-line description the MLflow UI shows in the runs list."""
+    import mlflow
+
+    mlflow.set_tag(NOTE_TAG, text)
 
 
 def log_params(params: Mapping[str, Any]) -> None:
@@ -351,7 +369,9 @@ def log_and_register_model(
         code_paths=[str(package_dir)],  # the model loads without this project installed
         pip_requirements=_pinned_requirements(),
     )
-    version = mlflow.register_model(info.model_uri, registered_name, tags=dict(tags))
+    # register_model prints "Created version ..." itself; the train stage says it in its line
+    with contextlib.redirect_stderr(io.StringIO()):
+        version = mlflow.register_model(info.model_uri, registered_name, tags=dict(tags))
     return LoggedModel(model_uri=info.model_uri, version=str(version.version))
 
 
@@ -468,6 +488,9 @@ class Registry:
             self._client.set_model_version_tag(self.name, version, key, value)
         if description is not None:
             self._client.update_model_version(self.name, version, description=description)
+
+    def description(self, version: str) -> str:
+        return str(self._client.get_model_version(self.name, version).description or "")
 
     def model_tag(self, key: str) -> str | None:
         from mlflow.exceptions import MlflowException

@@ -215,6 +215,10 @@ def run_train(params: Params, family: Family, root: Path) -> TrainedModel:
             }
         )
         tracking.log_artifacts([curve_path, history_path(params, family)], "training")
+        tracking.describe_run(
+            f"{family}: {len(history)} epochs in {train_seconds:.0f} s, best validation "
+            f"accuracy {best_validation:.2%}"
+        )
         logged = tracking.log_and_register_model(
             keras_path,
             params.mlflow.registered_model_name,

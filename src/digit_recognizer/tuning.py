@@ -184,7 +184,14 @@ def _tracked_tuner_class(
             metrics = {"duration_seconds": duration}
             if trial.score is not None:
                 metrics["score"] = float(trial.score)
-            tags = {"trial_status": status}
+            tags = {
+                "trial_status": status,
+                tracking.NOTE_TAG: (
+                    f"{family} trial {trial.trial_id}: validation accuracy {trial.score:.2%}"
+                    if trial.score is not None
+                    else f"{family} trial {trial.trial_id}: {status.lower()}"
+                ),
+            }
             if trial.message:
                 tags["error"] = trial.message.strip().splitlines()[-1][:500]
             runs.finish(
@@ -412,11 +419,16 @@ def run_tune(params: Params, family: Family, root: Path) -> TuneResult:
             "search_seconds": round(duration, 1),
         }
         write_json(Path(params.paths.hyperparameters_dir) / f"{family}.json", best)
-        write_json(Path(params.paths.metrics_dir) / f"tune_{family}.json", summary)
+        write_json(params.paths.search_summary(family), summary)
+        write_json(params.paths.search_metrics(family), {"best_score": best_score})
         table_path = Path(params.paths.reports_dir) / "tuning" / f"{family}_trials.csv"
         chart_path = Path(params.paths.reports_dir) / "tuning" / f"{family}_search.png"
         trials_table(trials, table_path)
         plot_search(trials, family, chart_path)
+        tracking.describe_run(
+            f"{family} search ({params.tune.tuner}): best validation accuracy {best_score:.2%} "
+            f"over {len(completed)} trials in {duration:.0f} s"
+        )
         tracking.log_params({f"best.{key}": value for key, value in best.items()})
         tracking.log_metrics(
             {

@@ -115,7 +115,7 @@ def run_prepare(params: Params, root: Path) -> PrepareResult:
     if splits.holdout is None:  # a holdout from earlier, unlabelled test data is stale now
         split_path(prepared_dir, "holdout").unlink(missing_ok=True)
     write_lineage(prepared_dir, lineage)
-    statistics_path = Path(paths.metrics_dir) / "data.json"
+    statistics_path = paths.data_statistics
     write_json(statistics_path, statistics)
     plots = write_eda(
         splits, params.prepare.eda_samples_per_class, params.seed, Path(paths.reports_dir) / "eda"
@@ -140,5 +140,9 @@ def run_prepare(params: Params, root: Path) -> PrepareResult:
             }
         )
         tracking.log_dict(statistics, "data_stats.json")
+        tracking.describe_run(
+            " / ".join(f"{count:,} {name}" for name, count in rows.items())
+            + f" rows; test.csv {'labelled' if splits.test.labels is not None else 'unlabelled'}"
+        )
         tracking.log_artifacts(plots, "eda")
     return PrepareResult(rows=rows, statistics_path=statistics_path, plots=plots, run_id=run_id)
