@@ -2,8 +2,9 @@
 
     python benchmarks/serve_latency.py --url http://127.0.0.1:5001/invocations
 
-Sends single-image requests (p50/p99 of the round trip) and batches of 256 (images/second),
-using rows from prepared/test.npz so the payloads are real digits.
+For JSON (`dataframe_split` with the Kaggle columns) and CSV (Kaggle header) bodies: single
+images at concurrency 1 and 8 (p50/p99 of the round trip) and batches of 256 (images/second).
+Rows come from prepared/test.npz, so the payloads are real digits.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import json
 import statistics
 import time
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -20,38 +22,56 @@ import numpy as np
 COLUMNS = [f"pixel{index}" for index in range(784)]
 
 
-def post(url: str, rows: np.ndarray) -> float:
-    body = json.dumps({"dataframe_split": {"columns": COLUMNS, "data": rows.tolist()}}).encode()
-    request = urllib.request.Request(url, body, {"Content-Type": "application/json"})
+def body(rows: np.ndarray, form: str) -> tuple[bytes, str]:
+    if form == "csv":
+        lines = [",".join(COLUMNS), *(",".join(map(str, row)) for row in rows.tolist())]
+        return ("\n".join(lines) + "\n").encode(), "text/csv"
+    split = {"dataframe_split": {"columns": COLUMNS, "data": rows.tolist()}}
+    return json.dumps(split).encode(), "application/json"
+
+
+def post(url: str, payload: tuple[bytes, str]) -> float:
+    request = urllib.request.Request(url, payload[0], {"Content-Type": payload[1]})
     started = time.perf_counter()
     with urllib.request.urlopen(request, timeout=60) as response:
         response.read()
     return time.perf_counter() - started
 
 
+def percentiles(seconds: list[float]) -> tuple[float, float]:
+    ordered = sorted(value * 1000 for value in seconds)
+    return statistics.median(ordered), ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--url", default="http://127.0.0.1:5001/invocations")
-    parser.add_argument("--single", type=int, default=300, help="single-image requests")
-    parser.add_argument("--batches", type=int, default=20, help="requests of 256 images")
+    parser.add_argument("--single", type=int, default=400, help="single-image requests per case")
+    parser.add_argument("--batches", type=int, default=20, help="requests of 256 images per form")
     arguments = parser.parse_args()
     with np.load(Path("prepared/test.npz")) as arrays:
         images = arrays["images"].astype(np.int64)
-    for index in range(10):  # warm-up
-        post(arguments.url, images[index : index + 1])
-    single = sorted(
-        post(arguments.url, images[i % len(images)][None]) * 1000 for i in range(arguments.single)
-    )
-    p50 = statistics.median(single)
-    p99 = single[min(len(single) - 1, int(0.99 * len(single)))]
-    batch_seconds = [
-        post(arguments.url, images[(i * 256) % 9000 :][:256]) for i in range(arguments.batches)
-    ]
-    throughput = 256 * len(batch_seconds) / sum(batch_seconds)
-    print(
-        f"single image: p50 {p50:.1f} ms, p99 {p99:.1f} ms ({arguments.single} requests); "
-        f"batch 256: {throughput:.0f} images/s ({arguments.batches} requests)"
-    )
+    for form in ("json", "csv"):
+        singles = [body(images[i % len(images)][None], form) for i in range(arguments.single)]
+        for payload in singles[:20]:  # warm-up
+            post(arguments.url, payload)
+        for concurrency in (1, 8):
+            started = time.perf_counter()
+            with ThreadPoolExecutor(concurrency) as pool:
+                seconds = list(pool.map(lambda payload: post(arguments.url, payload), singles))
+            elapsed = time.perf_counter() - started
+            p50, p99 = percentiles(seconds)
+            print(
+                f"{form} single image, concurrency {concurrency}: p50 {p50:.1f} ms, "
+                f"p99 {p99:.1f} ms, {len(singles) / elapsed:.0f} requests/s "
+                f"({len(singles)} requests)"
+            )
+        batches = [body(images[(i * 256) % 9000 :][:256], form) for i in range(arguments.batches)]
+        seconds = [post(arguments.url, payload) for payload in batches]
+        print(
+            f"{form} batches of 256: {256 * len(seconds) / sum(seconds):.0f} images/s "
+            f"({len(seconds)} requests)"
+        )
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ import mlflow
 import pytest
 
 from digit_recognizer.cli import main
+from digit_recognizer.evaluation import HEADLINE_METRICS
 from digit_recognizer.models.classical import BASELINES
 from digit_recognizer.reporting import write_report
 
@@ -18,17 +19,14 @@ def test_baselines_are_scored_tracked_and_logged_with_signatures(project: Path) 
     assert main(["prepare"]) == 0
     # when the baselines stage runs
     assert main(["baselines"]) == 0
-    # then each one has DVC metrics under the same names as the neural networks
+    # then each one has the same DVC headline metrics as the neural networks, and every score
+    # (per class too, and the split they come from) beside its plots
     for name in BASELINES:
         metrics = json.loads(Path(f"metrics/{name}.json").read_text())
-        assert {
-            "test_accuracy",
-            "test_macro_f1",
-            "test_recall_0",
-            "latency_ms_batch1",
-            "train_seconds",
-            "model_size_bytes",
-        } <= set(metrics), name
+        assert set(metrics) == set(HEADLINE_METRICS), name
+        scores = json.loads(Path(f"reports/{name}/scores.json").read_text())
+        assert {"test_recall_0", "validation_accuracy", *HEADLINE_METRICS} <= set(scores), name
+        assert scores["evaluation_split"] == "test"
         assert (Path("reports") / name / "confusion_matrix.png").exists()
     # and an MLflow run whose sklearn model takes Kaggle pixel columns
     runs = mlflow.search_runs(
@@ -50,8 +48,8 @@ def test_baselines_are_scored_tracked_and_logged_with_signatures(project: Path) 
     assert info.signature is not None and info.signature.inputs.input_names()[0] == "pixel0"
 
 
-def test_report_names_every_model_with_its_accuracy_from_the_metrics(tmp_path: Path) -> None:
-    # given metrics files with distinctive accuracies
+def test_report_names_every_model_with_its_accuracy_from_the_scores(tmp_path: Path) -> None:
+    # given scores files with distinctive accuracies
     accuracies = {
         "ann": 0.9831,
         "cnn": 0.9942,
@@ -66,6 +64,7 @@ def test_report_names_every_model_with_its_accuracy_from_the_metrics(tmp_path: P
         files[name].write_text(
             json.dumps(
                 {
+                    "evaluation_split": "test",
                     "test_accuracy": accuracy,
                     "test_macro_f1": accuracy - 0.001,
                     "train_seconds": 10.0 + index,

@@ -11,7 +11,7 @@ import pytest
 from digit_recognizer.data.kaggle_csv import PIXEL_COLUMNS, write_submission
 from digit_recognizer.evaluation import confusion_rows, score
 from digit_recognizer.models.architectures import AnnHyperparameters, build_model
-from digit_recognizer.models.pyfunc import pixels_from, predict_frame
+from digit_recognizer.models.pyfunc import compiled_probabilities, pixels_from, predict_frame
 from tests.conftest import synthetic_digits
 
 
@@ -35,16 +35,23 @@ def test_submission_and_confusion_formats(tmp_path: Path) -> None:
     )
 
 
+def test_the_compiled_path_gives_the_models_own_probabilities() -> None:
+    model = build_model(AnnHyperparameters(units=8, hidden_layers=1))
+    pixels = synthetic_digits(60, 0).images  # 600 rows: more than one chunk
+    expected = model.predict(pixels.reshape(-1, 28, 28, 1).astype(np.float32), verbose=0)
+    assert np.allclose(compiled_probabilities(model)(pixels), expected, atol=1e-6)
+
+
 def test_predictions_are_labels_plus_probabilities() -> None:
     model = build_model(AnnHyperparameters(units=8, hidden_layers=1))
-    frame = predict_frame(model, synthetic_digits(1, 0).images)
+    frame = predict_frame(compiled_probabilities(model), synthetic_digits(1, 0).images)
     assert list(frame.columns) == ["label"] + [f"prob_{digit}" for digit in range(10)]
     assert (frame["label"] == frame.iloc[:, 1:].to_numpy().argmax(axis=1)).all()
 
 
 def test_a_shifted_digit_keeps_its_label_for_a_trained_cnn() -> None:
     from digit_recognizer.models.architectures import CnnHyperparameters
-    from digit_recognizer.tuning import model_input
+    from digit_recognizer.models.fitting import model_input
 
     data = synthetic_digits(per_class=20, seed=4)
     assert data.labels is not None
@@ -52,8 +59,9 @@ def test_a_shifted_digit_keeps_its_label_for_a_trained_cnn() -> None:
     model.fit(model_input(data.images), data.labels, epochs=8, verbose=0)
     images = data.images[:40].reshape(-1, 28, 28)
     shifted = np.roll(images, 1, axis=2).reshape(-1, 784)  # one pixel to the right
-    original = predict_frame(model, data.images[:40])["label"].to_numpy()
-    moved = predict_frame(model, shifted)["label"].to_numpy()
+    probabilities = compiled_probabilities(model)
+    original = predict_frame(probabilities, data.images[:40])["label"].to_numpy()
+    moved = predict_frame(probabilities, shifted)["label"].to_numpy()
     assert (original == data.labels[:40]).mean() > 0.9
     assert (moved == original).mean() >= 0.9
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import mlflow
 import pytest
+import yaml
 
 from digit_recognizer.cli import main
 from digit_recognizer.config import Family, load_params
@@ -27,7 +28,7 @@ from digit_recognizer.registry import (
     rollback,
 )
 from digit_recognizer.training import TrainedModel
-from tests.conftest import synthetic_digits
+from tests.conftest import REPOSITORY, synthetic_digits
 from tests.registry_fixtures import Candidate, register_candidate
 
 
@@ -35,6 +36,9 @@ from tests.registry_fixtures import Candidate, register_candidate
 def registry_project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, project: Path) -> Path:
     """A prepared project with its own (empty) registry and a labelled 1,000-image test set."""
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'registry.db'}")
+    params = yaml.safe_load(Path("params.yaml").read_text())
+    params["promote"] = yaml.safe_load((REPOSITORY / "params.yaml").read_text())["promote"]
+    Path("params.yaml").write_text(yaml.safe_dump(params))  # the real gates, not tiny ones
     write_digits_csv(Path("data/test.csv"), synthetic_digits(100, 5))
     assert main(["prepare"]) == 0
     return project

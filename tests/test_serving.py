@@ -7,6 +7,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -15,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 from PIL import Image
 
 from digit_recognizer.cli import main
@@ -80,13 +82,34 @@ def split_payload(
     ).encode()
 
 
+def request_with_headers(
+    url: str, body: bytes | None = None, content_type: str = "application/json"
+) -> tuple[int, str, dict[str, str]]:
+    call = urllib.request.Request(url, data=body, headers={"Content-Type": content_type})
+    try:
+        with urllib.request.urlopen(call, timeout=30) as response:
+            headers = {key.lower(): value for key, value in response.headers.items()}
+            return response.status, response.read().decode(), headers
+    except urllib.error.HTTPError as error:
+        headers = {key.lower(): value for key, value in error.headers.items()}
+        return error.code, error.read().decode(), headers
+
+
+def serve_params(**serve: object) -> None:
+    params = yaml.safe_load(Path("params.yaml").read_text())
+    params["serve"].update(serve)
+    Path("params.yaml").write_text(yaml.safe_dump(params))
+
+
 @pytest.fixture
 def served_champion(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, project: Path
 ) -> Iterator[str]:
+    """`digits serve` on a promoted champion; its base URL."""
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'serving.db'}")
+    serve_params(max_request_bytes=100_000, poll_seconds=0.5)
     assert main(["prepare"]) == 0
-    version = register_candidate(project, "cnn", []).version
+    version = register_candidate(project, "cnn", range(10)).version
     assert (
         promote(load_params(Path("params.yaml")), project, version=version).decision == "promoted"
     )
@@ -94,14 +117,22 @@ def served_champion(
     process = start(
         [*DIGITS, "serve", "--port", str(port)], project, f"http://127.0.0.1:{port}/ping"
     )
-    yield f"http://127.0.0.1:{port}/invocations"
+    yield f"http://127.0.0.1:{port}"
     stop(process)
 
 
+CSV_HEADER = ",".join(PIXEL_COLUMNS)
+
+
 @pytest.mark.slow
-def test_served_champion_answers_kaggle_rows_and_refuses_bad_payloads(served_champion: str) -> None:
-    # a good request: two Kaggle rows as JSON dataframe_split
-    status, body = request(served_champion, split_payload([[0] * 784, [255] * 784]))
+def test_served_champion_answers_every_input_form_and_names_its_version(
+    served_champion: str,
+) -> None:
+    invocations = f"{served_champion}/invocations"
+    # JSON dataframe_split with the Kaggle columns
+    status, body, headers = request_with_headers(
+        invocations, split_payload([[0] * 784, [255] * 784])
+    )
     assert status == 200, body
     predictions = json.loads(body)["predictions"]
     assert len(predictions) == 2 and set(predictions[0]) == {
@@ -109,21 +140,115 @@ def test_served_champion_answers_kaggle_rows_and_refuses_bad_payloads(served_cha
         *(f"prob_{d}" for d in range(10)),
     }
     assert abs(sum(predictions[0][f"prob_{d}"] for d in range(10)) - 1) < 1e-4
-    # the same rows as CSV
-    csv_body = (",".join(PIXEL_COLUMNS) + "\n" + ",".join(["3"] * 784) + "\n").encode()
-    assert request(served_champion, csv_body, "text/csv")[0] == 200
-    # malformed payloads: 4xx with a message, never a 500
-    bad_payloads = {
-        "wrong width": split_payload([[0] * 783], list(PIXEL_COLUMNS[:783])),
-        "pixel out of range": split_payload([[0] * 783 + [300]]),
-        "strings": split_payload([["x"] * 784]),
-        "empty": split_payload([]),
-        "not json": b"{nope",
+    assert headers["x-model-version"] == "1"
+    # JSON inputs / instances arrays, and CSV with the Kaggle header
+    for payload, content_type in (
+        (json.dumps({"inputs": [[7] * 784]}).encode(), "application/json"),
+        (json.dumps({"instances": [[7] * 784, [8] * 784]}).encode(), "application/json"),
+        (f"{CSV_HEADER}\n{','.join(['3'] * 784)}\n".encode(), "text/csv"),
+    ):
+        status, body, headers = request_with_headers(invocations, payload, content_type)
+        assert status == 200 and headers["x-model-version"] == "1", body
+        assert "predictions" in json.loads(body)
+    # and it says what it serves
+    status, body = request(f"{served_champion}/model")
+    assert json.loads(body) == {"name": "digit-recognizer", "version": "1", "alias": "champion"}
+
+
+def bad_payloads() -> dict[str, tuple[bytes, str]]:
+    row = [0] * 784
+    json_type, csv_type = "application/json", "text/csv"
+    return {
+        "783 columns": (split_payload([[0] * 783], list(PIXEL_COLUMNS[:783])), json_type),
+        "785 values": (json.dumps({"inputs": [[0] * 785]}).encode(), json_type),
+        "pixel 300": (split_payload([[0] * 783 + [300]]), json_type),
+        "pixel -1": (json.dumps({"inputs": [[-1, *row[1:]]]}).encode(), json_type),
+        "pixel 0.5": (json.dumps({"inputs": [[0.5, *row[1:]]]}).encode(), json_type),
+        "huge float": (b'{"inputs": [[1e400' + b", 0" * 783 + b"]]}", json_type),
+        "NaN": (json.dumps({"inputs": [[float("nan"), *row[1:]]]}).encode(), json_type),
+        "null pixel": (json.dumps({"inputs": [[None, *row[1:]]]}).encode(), json_type),
+        "strings": (split_payload([["x"] * 784]), json_type),
+        "empty rows": (split_payload([]), json_type),
+        "empty inputs": (json.dumps({"inputs": []}).encode(), json_type),
+        "3-d inputs": (json.dumps({"inputs": [[row]]}).encode(), json_type),
+        "scalar inputs": (json.dumps({"inputs": 5}).encode(), json_type),
+        "unknown key": (json.dumps({"pixels": [row]}).encode(), json_type),
+        "two formats": (json.dumps({"inputs": [row], "instances": [row]}).encode(), json_type),
+        "top-level list": (json.dumps([row]).encode(), json_type),
+        "malformed JSON": (b"{nope", json_type),
+        "empty body": (b"", json_type),
+        "not UTF-8": (b'{"inputs": "\xff\xfe"}', json_type),
+        "text/plain": (json.dumps({"inputs": [row]}).encode(), "text/plain"),
+        "xml": (b"<digits/>", "application/xml"),
+        "latin-1 charset": (
+            json.dumps({"inputs": [row]}).encode(),
+            f"{json_type}; charset=latin-1",
+        ),
+        "CSV wrong header": (b"a,b\n1,2\n", csv_type),
+        "CSV strings": (f"{CSV_HEADER}\n{','.join(['x'] * 784)}\n".encode(), csv_type),
+        "CSV ragged": (f"{CSV_HEADER}\n1,2,3\n".encode(), csv_type),
+        "CSV empty": (b"", csv_type),
+        "over the size limit": (json.dumps({"inputs": [row] * 60}).encode(), json_type),
     }
-    for name, payload in bad_payloads.items():
-        status, body = request(served_champion, payload)
+
+
+@pytest.mark.slow
+def test_bad_requests_get_a_4xx_with_a_reason_and_never_take_the_server_down(
+    served_champion: str,
+) -> None:
+    invocations = f"{served_champion}/invocations"
+    payloads = bad_payloads()
+    assert len(payloads) >= 20
+    for name, (payload, content_type) in payloads.items():
+        status, body = request(invocations, payload, content_type)
         assert 400 <= status < 500, f"{name}: HTTP {status} {body[:300]}"
-        assert body, name
+        assert body.strip(), f"{name}: no reason given"
+    assert request(invocations, payloads["over the size limit"][0])[0] == 413
+    # and the server still answers
+    assert request(invocations, split_payload([[1] * 784]))[0] == 200
+
+
+@pytest.mark.slow
+def test_a_running_server_follows_promotion_and_rollback_without_dropping_requests(
+    served_champion: str, project: Path
+) -> None:
+    invocations = f"{served_champion}/invocations"
+    answers: list[tuple[float, int, str]] = []
+    stop_sending = threading.Event()
+
+    def send() -> None:  # a client that never pauses, bounded in time
+        deadline = time.monotonic() + 240
+        while not stop_sending.is_set() and time.monotonic() < deadline:
+            status, _, headers = request_with_headers(invocations, split_payload([[5] * 784]))
+            answers.append((time.monotonic(), status, headers.get("x-model-version", "")))
+
+    def first_answer_by(version: str, since: float) -> float:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            for at, _, served in list(answers):
+                if at > since and served == version:
+                    return at
+            time.sleep(0.1)
+        raise AssertionError(f"version {version} never answered; last: {answers[-3:]}")
+
+    client = threading.Thread(target=send)
+    client.start()
+    try:
+        # when a better version is promoted while the server answers
+        better = register_candidate(project, "cnn", range(2)).version
+        moved = time.monotonic()
+        assert main(["promote", "--version", better]) == 0
+        # then the server switches to it within the poll interval (plus loading the model)
+        assert first_answer_by(better, moved) - moved < 0.5 + 15, "the switch took too long"
+        # and a rollback switches it back
+        moved = time.monotonic()
+        assert main(["rollback"]) == 0
+        first_answer_by("1", moved)
+    finally:
+        stop_sending.set()
+        client.join(timeout=60)
+    assert answers and {status for _, status, _ in answers} == {200}, "no request was dropped"
+    assert json.loads(request(f"{served_champion}/model")[1])["version"] == "1"
 
 
 @pytest.mark.slow

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from digit_recognizer import tracking
+from digit_recognizer import registry_client, tracking
 from digit_recognizer.config import Family, Params
 from digit_recognizer.data.kaggle_csv import DIGITS, IMAGE_SIDE, write_submission
 from digit_recognizer.data.splits import (
@@ -253,15 +253,17 @@ def headline(metrics: dict[str, float]) -> dict[str, str]:
 def run_evaluate(params: Params, family: Family, root: Path) -> Evaluation:
     import keras
 
-    from digit_recognizer.models.pyfunc import predict_frame
+    from digit_recognizer.models.pyfunc import compiled_probabilities
     from digit_recognizer.training import load_trained, model_path
 
     trained = load_trained(params, family)
     keras_path = model_path(params, family)
     keras_model = keras.models.load_model(keras_path, compile=False)
 
+    compiled = compiled_probabilities(keras_model)  # what the served pyfunc runs
+
     def probabilities(images: npt.NDArray[np.uint8]) -> npt.NDArray[np.float64]:
-        return predict_frame(keras_model, images).filter(like="prob_").to_numpy()
+        return compiled(images).astype(np.float64)
 
     store = tracking.Store.for_project(params.mlflow, root)
     tags = {
@@ -293,7 +295,7 @@ def run_evaluate(params: Params, family: Family, root: Path) -> Evaluation:
         tracking.log_metrics(scores.metrics)
         tracking.log_artifacts(scores.artifacts, "evaluation")
         tracking.log_dict(scores.evaluation.as_json(), tracking.PREDICTIONS_ARTIFACT)
-    tracking.Registry(store, trained.registered_name).tag_version(
+    registry_client.Registry(store, trained.registered_name).tag_version(
         trained.version,
         {
             **headline(scores.metrics),

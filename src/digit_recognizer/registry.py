@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from digit_recognizer import tracking
+from digit_recognizer import registry_client, tracking
 from digit_recognizer.config import FAMILIES, Params, PromoteConfig
 from digit_recognizer.data.kaggle_csv import DIGITS, DigitTable, write_submission
 from digit_recognizer.data.splits import (
@@ -111,7 +111,7 @@ def registry_lock(root: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def _history(registry: tracking.Registry) -> list[str]:
+def _history(registry: registry_client.Registry) -> list[str]:
     return list(json.loads(registry.model_tag(HISTORY_TAG) or "[]"))
 
 
@@ -134,8 +134,8 @@ def mcnemar(
 
 def version_scores(
     params: Params,
-    registry: tracking.Registry,
-    record: tracking.VersionRecord,
+    registry: registry_client.Registry,
+    record: registry_client.VersionRecord,
     split: tuple[EvaluationSplit, DigitTable],
 ) -> VersionScores:
     """Score a version on the evaluation split from the predictions its evaluation logged
@@ -152,7 +152,7 @@ def version_scores(
     predictions = SplitPredictions.from_json(logged) if logged else None
     rescored = predictions is None or predictions.digest != table_digest(table)
     predicted = (
-        tracking.predict_labels(
+        registry_client.predict_labels(
             f"models:/{params.mlflow.registered_model_name}/{record.version}",
             store,
             table.images,
@@ -212,7 +212,7 @@ def evaluate_gates(
 
 
 def _move_champion(
-    registry: tracking.Registry, version: str, forced: bool, report: PromotionReport
+    registry: registry_client.Registry, version: str, forced: bool, report: PromotionReport
 ) -> None:
     history = _history(registry)
     current = registry.alias(CHAMPION)
@@ -233,7 +233,7 @@ def _move_champion(
     report.champion_after = version
 
 
-def _record_decision(registry: tracking.Registry, report: PromotionReport) -> None:
+def _record_decision(registry: registry_client.Registry, report: PromotionReport) -> None:
     if report.candidate_version is None:
         return
     gates = "; ".join(
@@ -257,8 +257,8 @@ def _record_decision(registry: tracking.Registry, report: PromotionReport) -> No
 
 
 def pipeline_candidates(
-    params: Params, registry: tracking.Registry
-) -> list[tracking.VersionRecord]:
+    params: Params, registry: registry_client.Registry
+) -> list[registry_client.VersionRecord]:
     """The versions models/<family>.json name, each checked to be the one its run registered."""
     records = []
     for family in FAMILIES:
@@ -283,7 +283,7 @@ def pipeline_candidates(
 def write_champion_submission(params: Params, store: tracking.Store, champion_version: str) -> Path:
     """The champion's predictions for data/test.csv in Kaggle's format."""
     test = load_split(Path(params.paths.prepared_dir), "test")
-    labels = tracking.predict_labels(
+    labels = registry_client.predict_labels(
         f"models:/{params.mlflow.registered_model_name}/{champion_version}", store, test.images
     )
     path = params.paths.champion_submission
@@ -298,7 +298,7 @@ def promote(
     permitting; then write the champion's submission for data/test.csv."""
     store = tracking.Store.for_project(params.mlflow, root)
     tracking.activate(store)
-    registry = tracking.Registry(store, params.mlflow.registered_model_name)
+    registry = registry_client.Registry(store, params.mlflow.registered_model_name)
     with registry_lock(root):
         champion_version = registry.alias(CHAMPION)
         report = PromotionReport(
@@ -321,7 +321,7 @@ def promote(
 
 
 def _decide(
-    params: Params, registry: tracking.Registry, version: str | None, report: PromotionReport
+    params: Params, registry: registry_client.Registry, version: str | None, report: PromotionReport
 ) -> None:
     champion_version = report.champion_before
     if version is not None:
@@ -373,7 +373,7 @@ def rollback(params: Params, root: Path) -> tuple[str, str]:
     """Move ``champion`` back to the previous champion; return (from, to)."""
     store = tracking.Store.for_project(params.mlflow, root)
     tracking.activate(store)
-    registry = tracking.Registry(store, params.mlflow.registered_model_name)
+    registry = registry_client.Registry(store, params.mlflow.registered_model_name)
     with registry_lock(root):
         current = registry.alias(CHAMPION)
         history = _history(registry)
@@ -402,7 +402,7 @@ def registry_table(params: Params, root: Path) -> str:
     """Versions, aliases, families and key metrics as a text table."""
     store = tracking.Store.for_project(params.mlflow, root)
     tracking.activate(store)
-    registry = tracking.Registry(store, params.mlflow.registered_model_name)
+    registry = registry_client.Registry(store, params.mlflow.registered_model_name)
     rows = [("version", "aliases", "family", "split", "test_acc", "macro_f1", "ms/img", "decision")]
     for record in registry.versions():
         tags = record.tags

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from digit_recognizer import tracking
+from digit_recognizer import registry_client, tracking
 from digit_recognizer.config import Params
 from digit_recognizer.data.kaggle_csv import IMAGE_SIDE, read_digits_csv, write_submission
 from digit_recognizer.errors import UserError
@@ -39,8 +39,11 @@ def _environment(store: tracking.Store) -> dict[str, str]:
 
 
 def serve_command(params: Params, root: Path, version: str | None, port: int) -> ServerCommand:
+    """MLflow's scoring app under uvicorn, following ``@champion`` unless a version is pinned."""
+    from digit_recognizer.serving_app import ServedModel
+
     store = tracking.Store.for_project(params.mlflow, root)
-    registry = tracking.Registry(store, params.mlflow.registered_model_name)
+    registry = registry_client.Registry(store, params.mlflow.registered_model_name)
     tracking.activate(store)
     if version is None and registry.alias(CHAMPION) is None:
         raise UserError(
@@ -49,20 +52,29 @@ def serve_command(params: Params, root: Path, version: str | None, port: int) ->
         )
     if version is not None and registry.version(version) is None:
         raise UserError(f"registered model '{registry.name}' has no version {version}")
+    served = ServedModel(
+        tracking_uri=store.uri,
+        name=registry.name,
+        alias=None if version else CHAMPION,
+        pinned_version=version,
+        poll_seconds=params.serve.poll_seconds,
+        max_body_bytes=params.serve.max_request_bytes,
+    )
     argv = [
-        str(Path(sys.executable).parent / "mlflow"),
-        "models",
-        "serve",
+        sys.executable,
         "-m",
-        model_uri(params, version),
-        "--env-manager",
-        "local",
-        "-h",
+        "uvicorn",
+        "--factory",
+        "digit_recognizer.serving_app:create_app",
+        "--host",
         params.serve.host,
-        "-p",
+        "--port",
         str(port),
+        "--workers",
+        str(params.serve.workers),
+        "--no-access-log",
     ]
-    return ServerCommand(argv, _environment(store))
+    return ServerCommand(argv, {**_environment(store), **served.environment()})
 
 
 def ui_command(params: Params, root: Path, port: int) -> ServerCommand:
@@ -117,6 +129,6 @@ def predict_batch(
     pixels = read_inputs(inputs)
     store = tracking.Store.for_project(params.mlflow, root)
     tracking.activate(store)
-    labels = tracking.predict_labels(model_uri(params, version), store, pixels)
+    labels = registry_client.predict_labels(model_uri(params, version), store, pixels)
     write_submission(labels, output)
     return len(labels)

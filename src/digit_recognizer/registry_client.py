@@ -1,0 +1,133 @@
+"""The MLflow model registry as the project uses it: registered versions, their aliases and
+tags, and loading a version to predict. Runs and logging stay in ``tracking``; these two are
+the only modules that call MLflow."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from digit_recognizer.errors import UserError
+from digit_recognizer.tracking import Store
+
+
+@dataclass(frozen=True)
+class VersionRecord:
+    """A registered model version as the registry logic sees it."""
+
+    version: str
+    aliases: tuple[str, ...]
+    tags: dict[str, str]
+    run_id: str | None
+    created_ms: int
+    source: str
+
+
+class Registry:
+    """The registry calls the promotion logic needs (aliases, tags), for one registered model."""
+
+    def __init__(self, store: Store, name: str) -> None:
+        import mlflow
+
+        self.name = name
+        self.store = store
+        self._client = mlflow.MlflowClient(store.uri)
+
+    def versions(self) -> list[VersionRecord]:
+        from mlflow.exceptions import MlflowException
+
+        found = self._client.search_model_versions(f"name = '{self.name}'", max_results=10000)
+        try:  # search results carry no aliases; the registered model does
+            aliases = self._client.get_registered_model(self.name).aliases
+        except MlflowException:
+            aliases = {}
+        records = []
+        for version in found:
+            record = self._record(version)
+            held = tuple(
+                sorted(alias for alias, number in aliases.items() if str(number) == record.version)
+            )
+            records.append(dataclasses.replace(record, aliases=held))
+        return sorted(records, key=lambda item: int(item.version))
+
+    def version(self, version: str) -> VersionRecord | None:
+        from mlflow.exceptions import MlflowException
+
+        try:
+            return self._record(self._client.get_model_version(self.name, version))
+        except MlflowException:
+            return None
+
+    def alias(self, alias: str) -> str | None:
+        from mlflow.exceptions import MlflowException
+
+        try:
+            return str(self._client.get_model_version_by_alias(self.name, alias).version)
+        except MlflowException:
+            return None
+
+    def set_alias(self, alias: str, version: str) -> None:
+        self._client.set_registered_model_alias(self.name, alias, version)
+
+    def delete_alias(self, alias: str) -> None:
+        self._client.delete_registered_model_alias(self.name, alias)
+
+    def tag_version(
+        self, version: str, tags: Mapping[str, str], description: str | None = None
+    ) -> None:
+        for key, value in tags.items():
+            self._client.set_model_version_tag(self.name, version, key, value)
+        if description is not None:
+            self._client.update_model_version(self.name, version, description=description)
+
+    def description(self, version: str) -> str:
+        return str(self._client.get_model_version(self.name, version).description or "")
+
+    def model_tag(self, key: str) -> str | None:
+        from mlflow.exceptions import MlflowException
+
+        try:
+            return self._client.get_registered_model(self.name).tags.get(key)
+        except MlflowException:
+            return None
+
+    def set_model_tag(self, key: str, value: str) -> None:
+        self._client.set_registered_model_tag(self.name, key, value)
+
+    def run_metrics(self, run_id: str) -> dict[str, float]:
+        return dict(self._client.get_run(run_id).data.metrics)
+
+    def _record(self, version: Any) -> VersionRecord:
+        tags = dict(version.tags)
+        return VersionRecord(
+            version=str(version.version),
+            aliases=tuple(version.aliases),
+            tags=tags,
+            run_id=tags.get("run_id") or version.run_id,
+            created_ms=int(version.creation_timestamp),
+            source=str(version.source),
+        )
+
+
+def load_pyfunc(model_uri: str, store: Store) -> Any:
+    import mlflow
+
+    mlflow.set_tracking_uri(store.uri)
+    return mlflow.pyfunc.load_model(model_uri)
+
+
+def predict_labels(model_uri: str, store: Store, pixels: Any) -> Any:
+    """Digits predicted by a logged model through its served interface (Kaggle rows in)."""
+    import numpy as np
+    import pandas as pd
+
+    from digit_recognizer.data.kaggle_csv import PIXEL_COLUMNS
+
+    try:
+        model = load_pyfunc(model_uri, store)
+    except Exception as error:  # MLflow raises several types for a missing model or alias
+        raise UserError(f"cannot load {model_uri}: {str(error).splitlines()[0]}") from None
+    frame = pd.DataFrame(pixels.astype(np.int64), columns=list(PIXEL_COLUMNS))
+    return model.predict(frame)["label"].to_numpy()
