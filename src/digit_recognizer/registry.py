@@ -150,16 +150,11 @@ def version_scores(
         else None
     )
     predictions = SplitPredictions.from_json(logged) if logged else None
-    rescored = predictions is None or predictions.digest != table_digest(table)
-    predicted = (
-        registry_client.predict_labels(
-            f"models:/{params.mlflow.registered_model_name}/{record.version}",
-            store,
-            table.images,
-        )
-        if rescored or predictions is None
-        else predictions.predicted
-    )
+    if predictions is not None and predictions.digest == table_digest(table):
+        predicted, rescored = predictions.predicted, False
+    else:  # none logged, or logged for other images (an earlier test file or holdout)
+        model_uri = f"models:/{params.mlflow.registered_model_name}/{record.version}"
+        predicted, rescored = registry_client.predict_labels(model_uri, store, table.images), True
     metrics = registry.run_metrics(evaluation_run) if evaluation_run else {}
     correct = np.asarray(predicted == table.labels)
     recalls = [float(correct[table.labels == digit].mean()) for digit in DIGITS]
