@@ -98,6 +98,9 @@ def test_candidates_are_chosen_on_validation_never_on_test(registry_project: Pat
     rows = submission_rows()
     assert rows[0] == "ImageId,Label" and len(rows) == 1 + 1000
     assert rows[1].startswith("1,")
+    # and a rerun judges the same pick again: nothing to do, the other candidate is not tried
+    report = promote(load_params(Path("params.yaml")), registry_project)
+    assert report.decision == "skipped" and report.candidate_version is None
 
 
 def test_noise_does_not_swap_the_champion_but_a_clear_gain_does(registry_project: Path) -> None:

@@ -336,16 +336,14 @@ def _decide(
     # Chosen on validation: the evaluation split only judges the choice.
     candidates.sort(key=lambda item: item.validation_accuracy or 0.0, reverse=True)
     report.candidates = [candidate.summary() for candidate in candidates]
-    challengers = [item for item in candidates if item.version != champion_version]
-    if not challengers:
-        report.decision = "skipped"
-        report.reason = (
-            f"version {champion_version} is already the champion"
-            if candidates
-            else "every candidate was rolled back before"
-        )
+    if not candidates:
+        report.decision, report.reason = "skipped", "every candidate was rolled back before"
         return
-    chosen = challengers[0]
+    chosen = candidates[0]
+    if chosen.version == champion_version:
+        report.decision = "skipped"
+        report.reason = f"version {champion_version}, the validation pick, is already the champion"
+        return
     champion_record = registry.version(champion_version) if champion_version else None
     if champion_record is not None:
         champion = version_scores(params, registry, champion_record, split)
