@@ -136,19 +136,23 @@ def kaggle_rows(content_type: str, body: bytes) -> npt.NDArray[np.int64] | None:
     with the ``pixel0..pixel783`` columns (MLflow's own parser casts such bodies column by
     column: 150 ms for one image), or JSON ``inputs``/``instances`` arrays. None for anything
     else, which MLflow's app answers itself (with a 4xx when it is malformed)."""
-    import io
-
-    import pandas as pd
-
     from digit_recognizer.data.kaggle_csv import PIXEL_COLUMNS
 
-    if content_type == "text/csv":
+    if content_type == "text/csv":  # split by hand: pandas takes ~25 ms for 784 columns
         try:
-            frame = pd.read_csv(io.BytesIO(body))
-        except (ValueError, UnicodeDecodeError) as error:  # pandas' parse errors
-            reason = str(error).splitlines()[0] if str(error) else "empty body"
-            raise BadRequest(f"not a CSV with the Kaggle header: {reason}") from None
-        columns, rows = list(frame.columns), frame.to_numpy()
+            lines = [line for line in body.decode("utf-8").splitlines() if line.strip()]
+        except UnicodeDecodeError:
+            raise BadRequest("a CSV body must be UTF-8 text") from None
+        if len(lines) < 2:
+            raise BadRequest("a CSV body needs the Kaggle header and at least one row")
+        columns = [name.strip() for name in lines[0].split(",")]
+        cells = [line.split(",") for line in lines[1:]]
+        if any(len(row) != len(columns) for row in cells):
+            raise BadRequest(f"every CSV row must have {len(columns)} values, as the header")
+        try:
+            rows: Any = np.array(cells, dtype=np.float64)
+        except ValueError:
+            raise BadRequest("pixels must be integers 0-255, got non-numeric values") from None
     else:
         try:
             document = json.loads(body)
