@@ -227,7 +227,7 @@ class PromoteConfig(Section):
 class ServeConfig(Section):
     host: str = "127.0.0.1"
     port: int = Field(default=5001, ge=1, le=65535)
-    workers: int = Field(default=2, ge=1)  # uvicorn worker processes, each with the model
+    workers: int = Field(default=1, ge=1)  # uvicorn worker processes, each with the model
     poll_seconds: float = Field(default=5.0, gt=0.0, le=3600.0)  # alias checks (champion)
     max_request_bytes: int = Field(default=8_000_000, ge=10_000)  # larger bodies get 413
     ui_port: int = Field(default=5000, ge=1, le=65535)
