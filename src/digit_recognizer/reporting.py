@@ -59,7 +59,10 @@ def plot_search(trials: list[TrialRecord], family: str, path: Path) -> None:
     low = max(0.0, float(frame["score"].min()) - 0.01) if len(frame) else 0.0
     axes[0].set_ylim(low, 1.0)
     for axis, name in zip(axes[1:], varied, strict=True):
-        sns.stripplot(data=frame, x=frame[name].astype(str), y="score", ax=axis, size=7)
+        order = [str(value) for value in sorted(frame[name].unique())]  # 2 before 3, False first
+        sns.stripplot(
+            data=frame, x=frame[name].astype(str), y="score", order=order, ax=axis, size=7
+        )
         axis.set_title(f"score by {name}")
         axis.set_xlabel(name)
     save_figure(figure, path)

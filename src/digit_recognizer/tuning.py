@@ -246,16 +246,18 @@ def _make_tuner(
     return tuner_class(**common, **specific)
 
 
-def _trial_records(tuner: Any, space_keys: set[str]) -> list[TrialRecord]:
+def _trial_records(tuner: Any, space: dict[str, list[Any]]) -> list[TrialRecord]:
+    """Every trial with its hyperparameters in their declared types (Keras Tuner keeps
+    booleans as 0/1, which tables and charts would show)."""
     return [
         TrialRecord(
             trial_id=trial.trial_id,
             status=str(trial.status),
             score=None if trial.score is None else float(trial.score),
             hyperparameters={
-                key: value
+                key: type(space[key][0])(value)
                 for key, value in trial.hyperparameters.values.items()
-                if key in space_keys
+                if key in space
             },
         )
         for trial in sorted(tuner.oracle.trials.values(), key=lambda item: item.trial_id)
@@ -393,8 +395,7 @@ def run_tune(params: Params, family: Family, root: Path) -> TuneResult:
             runs.abort_open("KILLED")
             traceback.print_exc(limit=0)
             raise
-        space_keys = set(family_config.space.model_dump())
-        trials = _trial_records(tuner, space_keys)
+        trials = _trial_records(tuner, family_config.space.model_dump())
         completed = [trial for trial in trials if trial.status == "COMPLETED"]
         if not completed:
             raise UserError(
