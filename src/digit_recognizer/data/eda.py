@@ -36,6 +36,8 @@ def plot_class_distribution(splits: Splits, path: Path) -> None:
     axes = figure.subplots()
     sns.countplot(data=frame, x="digit", hue="split", ax=axes)
     axes.set_title("Class distribution per split")
+    # beside the bars: inside, it covered the tallest ones
+    axes.legend(title="split", loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     save_figure(figure, path)
 
 
