@@ -16,6 +16,7 @@ import contextvars
 import json
 import os
 import threading
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -71,10 +72,14 @@ class FollowingModel:
         self.served = served
         self._store = tracking.Store(served.tracking_uri, "", None)
         self._registry = registry_client.Registry(self._store, served.name)
-        self.version = self._wanted_version()
-        self._model = self._load(self.version)
-        self.metadata = self._model.metadata
-        self._stopped = threading.Event()
+        version = self._wanted_version()
+        # one attribute for the pair: a request never sees one version's number on another's model
+        self._current: tuple[str, Any] = (version, self._load(version))
+        self.metadata = self._current[1].metadata
+
+    @property
+    def version(self) -> str:
+        return self._current[0]
 
     def _wanted_version(self) -> str:
         if self.served.alias is None:
@@ -89,26 +94,23 @@ class FollowingModel:
         return registry_client.load_pyfunc(f"models:/{self.served.name}/{version}", self._store)
 
     def predict(self, data: Any, params: dict[str, Any] | None = None) -> Any:
-        version, model = self.version, self._model  # one consistent pair for this request
+        version, model = self._current
         cell = _answered_by.get(None)
         if cell is not None:
             cell["version"] = version
         return model.predict(data, params=params)
 
     def follow(self) -> None:
-        """Poll the alias until stopped; load a new version fully before swapping it in."""
-        while not self._stopped.wait(self.served.poll_seconds):
+        """Poll the alias; load a new version fully before swapping it in."""
+        while True:  # a daemon thread: it ends with the worker process
+            time.sleep(self.served.poll_seconds)
             try:
                 wanted = self._wanted_version()
                 if wanted != self.version:
-                    model = self._load(wanted)
-                    self._model, self.version = model, wanted
+                    self._current = (wanted, self._load(wanted))
                     print(f"serve: now serving version {wanted}", flush=True)
             except Exception as error:  # a registry hiccup must not stop serving
                 print(f"serve: keeping version {self.version}: {error}", flush=True)
-
-    def stop(self) -> None:
-        self._stopped.set()
 
 
 class BadRequest(ValueError):
