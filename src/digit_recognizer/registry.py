@@ -35,6 +35,7 @@ from digit_recognizer.data.splits import (
     SplitPredictions,
     evaluation_split,
     load_split,
+    split_path,
     table_digest,
 )
 from digit_recognizer.errors import UserError
@@ -386,7 +387,7 @@ def rollback(params: Params, root: Path) -> tuple[str, str]:
         registry.tag_version(
             current, {ROLLED_BACK_TAG: time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
         )
-        if (Path(params.paths.prepared_dir) / "test.npz").exists():
+        if split_path(Path(params.paths.prepared_dir), "test").exists():
             write_champion_submission(params, store, previous)
     return current, previous
 
