@@ -55,7 +55,7 @@ def test_a_shifted_digit_keeps_its_label_for_a_trained_cnn() -> None:
 
     data = synthetic_digits(per_class=20, seed=4)
     assert data.labels is not None
-    model = build_model(CnnHyperparameters(filters=8, dense_units=32), seed=0)
+    model = build_model(CnnHyperparameters(filters=8, dense_units=32))
     model.fit(model_input(data.images), data.labels, epochs=8, verbose=0)
     images = data.images[:40].reshape(-1, 28, 28)
     shifted = np.roll(images, 1, axis=2).reshape(-1, 784)  # one pixel to the right

@@ -11,7 +11,6 @@ import pytest
 from digit_recognizer.config import FAMILIES, parse_params
 from digit_recognizer.models.architectures import (
     AnnHyperparameters,
-    Augmentation,
     CnnHyperparameters,
     build_model,
 )
@@ -36,7 +35,7 @@ def test_every_hypermodel_builds_from_default_hyperparameters(family: str) -> No
     ],
 )
 def test_models_output_probabilities_for_raw_pixels(hyperparameters: object) -> None:
-    model = build_model(hyperparameters, Augmentation(), seed=1)  # type: ignore[arg-type]
+    model = build_model(hyperparameters)  # type: ignore[arg-type]
     probabilities = np.asarray(model(model_input(synthetic_digits(1, 0).images)))
     assert probabilities.shape == (10, 10)
     assert np.allclose(probabilities.sum(axis=1), 1.0, atol=1e-5)
@@ -44,7 +43,7 @@ def test_models_output_probabilities_for_raw_pixels(hyperparameters: object) -> 
 
 def test_training_lowers_the_loss() -> None:
     data = synthetic_digits(per_class=10, seed=2)
-    model = build_model(AnnHyperparameters(units=32, hidden_layers=1), seed=0)
+    model = build_model(AnnHyperparameters(units=32, hidden_layers=1))
     history = model.fit(model_input(data.images), data.labels, epochs=4, verbose=0)
     assert history.history["loss"][-1] < history.history["loss"][0]
 

@@ -10,6 +10,7 @@ import mlflow
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
 from digit_recognizer.cli import main
 from digit_recognizer.data.kaggle_csv import PIXEL_COLUMNS
@@ -130,3 +131,42 @@ def test_a_failed_evaluation_never_marks_training_failed(
     assert "prepared/test.npz: not found" in capsys.readouterr().err
     assert [run.info.status for run in evaluation_runs(record["run_id"])] == ["FAILED"]
     assert mlflow.get_run(record["run_id"]).info.status == "FINISHED"
+
+
+def test_members_train_with_their_own_seeds_and_serve_as_one_averaged_model(
+    tuned_project: Path,
+) -> None:
+    import keras
+
+    from digit_recognizer.models.architectures import ensemble_members
+    from digit_recognizer.models.fitting import model_input
+
+    # given the full profile's setting: two CNNs
+    params = yaml.safe_load(Path("params.yaml").read_text())
+    params["train"]["cnn"]["members"] = 2
+    Path("params.yaml").write_text(yaml.safe_dump(params))
+    # when the CNN trains and is evaluated
+    assert main(["train", "cnn"]) == 0
+    assert main(["evaluate", "cnn"]) == 0
+    # then one saved model averages two different networks' probabilities
+    model = keras.models.load_model("models/cnn.keras", compile=False)
+    members = ensemble_members(model)
+    assert [member.name for member in members] == ["cnn_1", "cnn_2"]
+    images = model_input(load_split(Path("prepared"), "test").images[:8])
+    first, second = (np.asarray(member(images)) for member in members)
+    assert not np.allclose(first, second), "members differ by their seed"
+    assert np.allclose(np.asarray(model(images)), (first + second) / 2, atol=1e-6)
+    # each member's epochs are logged apart, and each member is scored beside the ensemble
+    history = pd.read_csv("plots/cnn/history.csv")
+    assert set(history["member"]) == {1, 2}
+    record = json.loads(Path("models/cnn.json").read_text())
+    client = mlflow.MlflowClient()
+    assert [m.step for m in client.get_metric_history(record["run_id"], "cnn_2/val_accuracy")]
+    scores = json.loads(Path("reports/cnn/scores.json").read_text())
+    assert {"cnn_1_test_accuracy", "cnn_2_test_accuracy"} <= scores.keys()
+    # and the registered version serves Kaggle rows like any other
+    rows = pd.DataFrame(
+        load_split(Path("prepared"), "test").images[:3].astype(np.int64),
+        columns=list(PIXEL_COLUMNS),
+    )
+    assert len(mlflow.pyfunc.load_model(record["model_uri"]).predict(rows)) == 3

@@ -90,6 +90,13 @@ class PrepareConfig(Section):
     eda_samples_per_class: int = Field(default=10, ge=1, le=30)
 
 
+class ComputeConfig(Section):
+    """How search trials and final training use the machine."""
+
+    # auto: bfloat16 where the CPU has AMX, float32 elsewhere (see models/precision.py)
+    precision: Literal["auto", "float32", "bfloat16"] = "auto"
+
+
 class SearchBudget(Section):
     """How much compute one family's search may spend."""
 
@@ -102,7 +109,7 @@ class SearchBudget(Section):
     # cosine: each trial anneals its rate towards zero at max_epochs, so a short trial's score
     # reflects the architecture rather than how noisy its last steps at the full rate were
     learning_rate_schedule: Literal["constant", "cosine"] = "constant"
-    # small data is repeated until an epoch has this many batches (see repeat_to_min_steps)
+    # an epoch is at least this many batches: small data is passed over more than once
     min_steps_per_epoch: int = Field(default=100, ge=1)
 
 
@@ -166,7 +173,10 @@ class TrainFamilyConfig(Section):
     reduce_lr_patience: int = Field(default=2, ge=1)
     reduce_lr_factor: float = Field(default=0.5, gt=0.0, lt=1.0)
     warmup_epochs: int = Field(default=1, ge=0)
-    min_steps_per_epoch: int = Field(default=100, ge=1)  # small data is repeated up to this
+    min_steps_per_epoch: int = Field(default=100, ge=1)  # an epoch is at least this many batches
+    # networks trained with seeds seed, seed+1, ...; above 1 they are saved as one model that
+    # averages their probabilities (an ensemble)
+    members: int = Field(default=1, ge=1, le=20)
     augmentation: AugmentationConfig = AugmentationConfig()
 
 
@@ -238,6 +248,7 @@ class Params(Section):
     paths: PathsConfig = PathsConfig()
     mlflow: MlflowConfig = MlflowConfig()
     prepare: PrepareConfig = PrepareConfig()
+    compute: ComputeConfig = ComputeConfig()
     baselines: BaselinesConfig = BaselinesConfig()
     tune: TuneConfig = TuneConfig()
     train: TrainConfig = TrainConfig()

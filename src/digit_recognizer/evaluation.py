@@ -170,6 +170,8 @@ class ModelUnderTest:
     parameters: int
     size_bytes: int
     train_seconds: float
+    # an ensemble's networks, scored one by one beside the ensemble (reported, never chosen on)
+    members: tuple[tuple[str, ProbabilityFunction], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -191,6 +193,10 @@ def evaluate_model(model: ModelUnderTest, params: Params) -> ModelScores:
     scored_probabilities = model.predict(scored.images)
     metrics = score(validation.labels, model.predict(validation.images), "validation")
     metrics.update(score(scored.labels, scored_probabilities, "test"))
+    for member, member_predict in model.members:
+        for prefix, table in (("validation", validation), ("test", scored)):
+            hits = member_predict(table.images).argmax(axis=1) == table.labels
+            metrics[f"{member}_{prefix}_accuracy"] = float(np.mean(hits))
     metrics.update(
         measure_latency(model.predict, validation.images, params.evaluate.latency_repeats)
     )
@@ -253,6 +259,7 @@ def headline(metrics: dict[str, float]) -> dict[str, str]:
 def run_evaluate(params: Params, family: Family, root: Path) -> Evaluation:
     import keras
 
+    from digit_recognizer.models.architectures import ensemble_members
     from digit_recognizer.models.pyfunc import compiled_probabilities
     from digit_recognizer.training import load_trained, model_path
 
@@ -260,10 +267,13 @@ def run_evaluate(params: Params, family: Family, root: Path) -> Evaluation:
     keras_path = model_path(params, family)
     keras_model = keras.models.load_model(keras_path, compile=False)
 
-    compiled = compiled_probabilities(keras_model)  # what the served pyfunc runs
+    def probability_function(model: keras.Model) -> ProbabilityFunction:
+        compiled = compiled_probabilities(model)  # what the served pyfunc runs
 
-    def probabilities(images: npt.NDArray[np.uint8]) -> npt.NDArray[np.float64]:
-        return compiled(images).astype(np.float64)
+        def probabilities(images: npt.NDArray[np.uint8]) -> npt.NDArray[np.float64]:
+            return compiled(images).astype(np.float64)
+
+        return probabilities
 
     store = tracking.Store.for_project(params.mlflow, root)
     tags = {
@@ -279,10 +289,14 @@ def run_evaluate(params: Params, family: Family, root: Path) -> Evaluation:
         scores = evaluate_model(
             ModelUnderTest(
                 family,
-                probabilities,
+                probability_function(keras_model),
                 keras_model.count_params(),
                 keras_path.stat().st_size,
                 trained.train_seconds,
+                tuple(
+                    (member.name, probability_function(member))
+                    for member in ensemble_members(keras_model)
+                ),
             ),
             params,
         )

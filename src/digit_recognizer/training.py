@@ -1,28 +1,50 @@
 """The train stage: the final model of one family from its tuned hyperparameters.
 
 The validation split drives early stopping and the learning-rate schedule; the CNN trains with
-augmentation by default. Outputs: ``models/<family>.keras``, the per-epoch history (a DVC plot),
-a learning-curve PNG, ``models/<family>.json`` (MLflow run, model URI and registered version)
-and an MLflow run whose model is registered as a new version of the project's model.
+augmentation by default. With ``members`` above 1, that many networks train with successive
+seeds and are saved as one model averaging their probabilities (the `full` profile).
+Outputs: ``models/<family>.keras``, the per-epoch history (a DVC plot), a learning-curve PNG,
+``models/<family>.json`` (MLflow run, model URI and registered version) and an MLflow run whose
+model is registered as a new version of the project's model.
 """
 
 from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 from digit_recognizer import tracking
 from digit_recognizer.config import Family, Params, TrainFamilyConfig
+from digit_recognizer.data.kaggle_csv import DigitTable
 from digit_recognizer.data.splits import load_split, prepared_data_md5
 from digit_recognizer.errors import UserError
 from digit_recognizer.files import atomic_path, write_json, write_text
-from digit_recognizer.models.architectures import Augmentation, build_model, hyperparameters_from
-from digit_recognizer.models.fitting import EPOCH_METRICS, model_input, repeat_to_min_steps
+from digit_recognizer.models.architectures import average_of, build_model, hyperparameters_from
+from digit_recognizer.models.fitting import (
+    EPOCH_METRICS,
+    VALIDATION_BATCH_SIZE,
+    Augmentation,
+    model_input,
+    steps_per_epoch,
+    training_batches,
+)
+from digit_recognizer.models.precision import (
+    choose_precision,
+    cpu_flags,
+    float32_copy,
+    use_precision,
+)
 from digit_recognizer.models.schedule import cosine_schedule
 from digit_recognizer.plotting import save_figure
+
+if TYPE_CHECKING:
+    import keras
 
 
 @dataclass(frozen=True)
@@ -97,6 +119,13 @@ def plot_learning_curve(history: list[dict[str, float]], family: Family, path: P
     save_figure(figure, path)
 
 
+def training_augmentation(config: TrainFamilyConfig) -> Augmentation | None:
+    jitter = config.augmentation
+    if not jitter.enabled:
+        return None
+    return Augmentation(jitter.rotation_degrees, jitter.shift_fraction, jitter.zoom_fraction)
+
+
 def learning_rate_callback(config: TrainFamilyConfig) -> Any:
     """The callback that drives the rate: validation loss plateaus or cosine annealing."""
     import keras
@@ -108,26 +137,81 @@ def learning_rate_callback(config: TrainFamilyConfig) -> Any:
     )
 
 
+def epoch_logger(
+    name: str, metric_prefix: str, config: TrainFamilyConfig
+) -> Callable[[int, dict[str, float]], None]:
+    """Per-epoch metrics to MLflow (``metric_prefix`` tells ensemble members apart) and a line
+    on the console."""
+
+    def log_epoch(epoch: int, logs: dict[str, float]) -> None:
+        values = {metric: logs[metric] for metric in EPOCH_METRICS if metric in logs}
+        tracking.log_metrics({metric_prefix + key: value for key, value in values.items()}, epoch)
+        print(
+            f"train {name}: epoch {epoch}/{config.max_epochs} "
+            + " ".join(f"{key} {value:.4f}" for key, value in values.items()),
+            flush=True,
+        )
+
+    return log_epoch
+
+
+def member_name(family: Family, member: int, members: int) -> str:
+    return family if members == 1 else f"{family}_{member + 1}"
+
+
+def fit_member(
+    model: keras.Model,
+    train: DigitTable,
+    validation: DigitTable,
+    config: TrainFamilyConfig,
+    seed: int,
+    log_epoch: Callable[[int, dict[str, float]], None],
+) -> list[dict[str, float]]:
+    """Fit one network; return its per-epoch metrics (best weights restored)."""
+    import keras
+
+    assert train.labels is not None
+    fit = model.fit(
+        training_batches(
+            train.images, train.labels, config.batch_size, seed, training_augmentation(config)
+        ),
+        steps_per_epoch=steps_per_epoch(len(train), config.batch_size, config.min_steps_per_epoch),
+        validation_data=(model_input(validation.images), validation.labels),
+        validation_batch_size=VALIDATION_BATCH_SIZE,
+        shuffle=False,  # the batches are shuffled already (Keras warns otherwise)
+        epochs=config.max_epochs,
+        verbose=0,
+        callbacks=[
+            keras.callbacks.EarlyStopping(
+                monitor="val_accuracy",
+                mode="max",
+                patience=config.early_stopping_patience,
+                restore_best_weights=True,
+            ),
+            learning_rate_callback(config),
+            keras.callbacks.LambdaCallback(
+                on_epoch_end=lambda epoch, logs: log_epoch(epoch + 1, logs or {})
+            ),
+        ],
+    )
+    return [
+        {"epoch": epoch + 1, **{name: float(fit.history[name][epoch]) for name in EPOCH_METRICS}}
+        for epoch in range(len(fit.history["loss"]))
+    ]
+
+
 def run_train(params: Params, family: Family, root: Path) -> TrainedModel:
     import keras
     import tensorflow as tf
 
     tf.config.experimental.enable_op_determinism()
-    keras.utils.set_random_seed(params.seed)
     config = params.train.family(family)
     hyperparameters = load_best_hyperparameters(params, family)
+    typed_hyperparameters = hyperparameters_from(family, hyperparameters)
     prepared_dir = Path(params.paths.prepared_dir)
     train, validation = load_split(prepared_dir, "train"), load_split(prepared_dir, "validation")
-    augmentation = (
-        Augmentation(
-            config.augmentation.rotation_degrees,
-            config.augmentation.shift_fraction,
-            config.augmentation.zoom_fraction,
-        )
-        if config.augmentation.enabled
-        else None
-    )
-    model = build_model(hyperparameters_from(family, hyperparameters), augmentation, params.seed)
+    precision = choose_precision(params.compute.precision, cpu_flags())
+    print(f"train {family}: {precision.policy} ({precision.reason})", flush=True)
 
     tags = {
         "stage": "train",
@@ -140,7 +224,8 @@ def run_train(params: Params, family: Family, root: Path) -> TrainedModel:
             {
                 "family": family,
                 "seed": params.seed,
-                "parameters": model.count_params(),
+                "precision": precision.policy,
+                "precision_reason": precision.reason,
                 **{f"hp.{key}": value for key, value in hyperparameters.items()},
                 **{
                     f"train.{key}": value
@@ -152,52 +237,26 @@ def run_train(params: Params, family: Family, root: Path) -> TrainedModel:
                 },
             }
         )
-
-        class EpochLogger(keras.callbacks.Callback):
-            def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None:
-                logs = logs or {}
-                tracking.log_metrics(
-                    {name: logs[name] for name in EPOCH_METRICS if name in logs}, step=epoch + 1
-                )
-                print(
-                    f"train {family}: epoch {epoch + 1}/{config.max_epochs} "
-                    + " ".join(
-                        f"{name} {logs.get(name, float('nan')):.4f}" for name in EPOCH_METRICS
-                    ),
-                    flush=True,
-                )
-
-        assert train.labels is not None
-        train_images, train_labels = repeat_to_min_steps(
-            train.images, train.labels, config.batch_size, config.min_steps_per_epoch
-        )
+        networks: list[keras.Model] = []
+        history: list[dict[str, float]] = []
         started = time.monotonic()
-        fit = model.fit(
-            model_input(train_images),
-            train_labels,
-            validation_data=(model_input(validation.images), validation.labels),
-            epochs=config.max_epochs,
-            batch_size=config.batch_size,
-            verbose=0,
-            callbacks=[
-                keras.callbacks.EarlyStopping(
-                    monitor="val_accuracy",
-                    mode="max",
-                    patience=config.early_stopping_patience,
-                    restore_best_weights=True,
-                ),
-                learning_rate_callback(config),
-                EpochLogger(),
-            ],
-        )
+        # Members differ only in their seed (initial weights, batch order, augmentation).
+        for member in range(config.members):
+            name = member_name(family, member, config.members)
+            log_epoch = epoch_logger(name, "" if config.members == 1 else f"{name}/", config)
+            keras.utils.set_random_seed(params.seed + member)
+            use_precision(precision)
+            network = build_model(typed_hyperparameters, name=name)
+            member_history = fit_member(
+                network, train, validation, config, params.seed + member, log_epoch
+            )
+            history += [{"member": member + 1, **row} for row in member_history]
+            if precision.policy != "float32":
+                network = float32_copy(network, typed_hyperparameters)
+            networks.append(network)
         train_seconds = time.monotonic() - started
-        history = [
-            {
-                "epoch": epoch + 1,
-                **{name: float(fit.history[name][epoch]) for name in EPOCH_METRICS},
-            }
-            for epoch in range(len(fit.history["loss"]))
-        ]
+        model = networks[0] if len(networks) == 1 else average_of(networks, f"{family}_ensemble")
+        tracking.log_params({"parameters": model.count_params()})
         keras_path = model_path(params, family)
         with atomic_path(keras_path) as temporary:
             model.save(temporary)
@@ -206,23 +265,36 @@ def run_train(params: Params, family: Family, root: Path) -> TrainedModel:
         write_text(history_path(params, family), pd.DataFrame(history).to_csv(index=False))
         curve_path = Path(params.paths.reports_dir) / family / "learning_curve.png"
         plot_learning_curve(history, family, curve_path)
-        best_validation = max(entry["val_accuracy"] for entry in history)
+        validation_accuracy = float(
+            np.mean(
+                model.predict(
+                    model_input(validation.images), batch_size=VALIDATION_BATCH_SIZE, verbose=0
+                ).argmax(axis=1)
+                == validation.labels
+            )
+        )
         tracking.log_metrics(
             {
                 "train_seconds": train_seconds,
                 "epochs_trained": len(history),
-                "best_val_accuracy": best_validation,
+                "best_val_accuracy": validation_accuracy,
             }
         )
         tracking.log_artifacts([curve_path, history_path(params, family)], "training")
+        networks_trained = "" if config.members == 1 else f"{config.members} networks, "
         tracking.describe_run(
-            f"{family}: {len(history)} epochs in {train_seconds:.0f} s, best validation "
-            f"accuracy {best_validation:.2%}"
+            f"{family}: {networks_trained}{len(history)} epochs in {train_seconds:.0f} s, "
+            f"validation accuracy {validation_accuracy:.2%}"
         )
         logged = tracking.log_and_register_model(
             keras_path,
             params.mlflow.registered_model_name,
-            {"family": family, "run_id": run_id, "val_accuracy": f"{best_validation:.4f}", **tags},
+            {
+                "family": family,
+                "run_id": run_id,
+                "val_accuracy": f"{validation_accuracy:.4f}",
+                **tags,
+            },
         )
     trained = TrainedModel(
         family=family,

@@ -29,7 +29,19 @@ from digit_recognizer.data.splits import load_split, prepared_data_md5, table_di
 from digit_recognizer.errors import UserError
 from digit_recognizer.files import write_json
 from digit_recognizer.models.architectures import build_model, hyperparameters_from
-from digit_recognizer.models.fitting import EPOCH_METRICS, model_input, repeat_to_min_steps
+from digit_recognizer.models.fitting import (
+    EPOCH_METRICS,
+    VALIDATION_BATCH_SIZE,
+    model_input,
+    steps_per_epoch,
+    training_batches,
+)
+from digit_recognizer.models.precision import (
+    PrecisionChoice,
+    choose_precision,
+    cpu_flags,
+    use_precision,
+)
 from digit_recognizer.models.schedule import cosine_schedule
 from digit_recognizer.reporting import TrialRecord, plot_search, trials_table
 
@@ -67,19 +79,22 @@ def search_subset(table: DigitTable, fraction: float, seed: int) -> DigitTable:
 
 def code_digest() -> str:
     """The search's own code: a changed builder or search loop must not resume old trials."""
-    from digit_recognizer.models import architectures, fitting, schedule
+    from digit_recognizer.models import architectures, fitting, precision, schedule
 
-    modules = (architectures, fitting, schedule)
+    modules = (architectures, fitting, precision, schedule)
     sources = (Path(__file__), *(Path(str(module.__file__)) for module in modules))
     return hashlib.sha256(b"".join(path.read_bytes() for path in sources)).hexdigest()[:16]
 
 
-def search_fingerprint(params: Params, family: Family, data_digest: str) -> str:
+def search_fingerprint(
+    params: Params, family: Family, data_digest: str, precision: PrecisionChoice
+) -> str:
     family_config = params.tune.family(family)
     identity = {
         "family": family,
         "tuner": params.tune.tuner,
         "seed": params.seed,
+        "precision": precision.policy,  # trials in bfloat16 and float32 do not mix
         "config": family_config.model_dump(),
         "data": data_digest,
         "code": code_digest(),
@@ -323,7 +338,10 @@ def run_tune(params: Params, family: Family, root: Path) -> TuneResult:
     validation = load_split(prepared_dir, "validation")
     assert train.labels is not None and validation.labels is not None
     data_digest = table_digest(full_train) + table_digest(validation)
-    fingerprint = search_fingerprint(params, family, data_digest)
+    precision = choose_precision(params.compute.precision, cpu_flags())
+    print(f"tune {family}: {precision.policy} ({precision.reason})", flush=True)
+    use_precision(precision)
+    fingerprint = search_fingerprint(params, family, data_digest, precision)
     directory = Path(params.paths.tuning_dir) / family
 
     store = tracking.Store.for_project(params.mlflow, root)
@@ -342,6 +360,8 @@ def run_tune(params: Params, family: Family, root: Path) -> TuneResult:
                 "seed": params.seed,
                 "train_rows": len(train),
                 "validation_rows": len(validation),
+                "precision": precision.policy,
+                "precision_reason": precision.reason,
                 **{f"budget.{k}": v for k, v in budget.model_dump().items()},
                 **{f"space.{k}": v for k, v in family_config.space.model_dump().items()},
             }
@@ -361,14 +381,14 @@ def run_tune(params: Params, family: Family, root: Path) -> TuneResult:
         remove_other_searches(directory, fingerprint)
         import keras
 
-        train_images, train_labels = repeat_to_min_steps(
-            train.images, train.labels, budget.batch_size, budget.min_steps_per_epoch
-        )
         fit_arguments: dict[str, Any] = {
-            "x": model_input(train_images),
-            "y": train_labels,
+            "x": training_batches(train.images, train.labels, budget.batch_size, params.seed),
+            "steps_per_epoch": steps_per_epoch(
+                len(train), budget.batch_size, budget.min_steps_per_epoch
+            ),
             "validation_data": (model_input(validation.images), validation.labels),
-            "batch_size": budget.batch_size,
+            "validation_batch_size": VALIDATION_BATCH_SIZE,
+            "shuffle": False,  # the batches are shuffled already (Keras warns otherwise)
             "verbose": 0,
             "callbacks": [
                 keras.callbacks.EarlyStopping(

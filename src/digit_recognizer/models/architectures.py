@@ -1,5 +1,6 @@
 """Plain Keras builders. Both families take a (28, 28, 1) image of raw 0-255 values and
-rescale inside the model, so a saved model accepts Kaggle pixels as they are."""
+rescale inside the model, so a saved model accepts Kaggle pixels as they are. Augmentation is
+not part of a model: it happens in the input pipeline (models/fitting.py)."""
 
 from __future__ import annotations
 
@@ -48,32 +49,6 @@ HYPERPARAMETER_TYPES: dict[str, type[AnnHyperparameters] | type[CnnHyperparamete
     "ann": AnnHyperparameters,
     "cnn": CnnHyperparameters,
 }
-
-
-@dataclass(frozen=True)
-class Augmentation:
-    """Random geometric jitter applied only while training (Keras preprocessing layers)."""
-
-    rotation_degrees: float = 10.0
-    shift_fraction: float = 0.1
-    zoom_fraction: float = 0.1
-
-
-def _augmentation_layers(augmentation: Augmentation, seed: int) -> list[Any]:
-    from keras import layers
-
-    return [
-        layers.RandomRotation(
-            augmentation.rotation_degrees / 360.0, fill_mode="constant", seed=seed
-        ),
-        layers.RandomTranslation(
-            augmentation.shift_fraction,
-            augmentation.shift_fraction,
-            fill_mode="constant",
-            seed=seed + 1,
-        ),
-        layers.RandomZoom(augmentation.zoom_fraction, fill_mode="constant", seed=seed + 2),
-    ]
 
 
 def _dense_block(inputs: Any, units: int, activation: str, batch_norm: bool, dropout: float) -> Any:
@@ -129,34 +104,49 @@ def _cnn_body(inputs: Any, hyperparameters: CnnHyperparameters) -> Any:
     )
 
 
-def build_model(
-    hyperparameters: Hyperparameters,
-    augmentation: Augmentation | None = None,
-    seed: int = 0,
-) -> keras.Model:
-    """Build and compile the model that ``hyperparameters`` describe (ANN or CNN)."""
+def build_model(hyperparameters: Hyperparameters, name: str | None = None) -> keras.Model:
+    """Build and compile the model that ``hyperparameters`` describe (ANN or CNN), in the
+    current Keras dtype policy (see models/precision.py); ``name`` defaults to the family."""
     import keras
     from keras import layers
 
     inputs = keras.Input(shape=IMAGE_SHAPE, name="image")
-    hidden = inputs
-    for layer in _augmentation_layers(augmentation, seed) if augmentation else []:
-        hidden = layer(hidden)
-    hidden = layers.Rescaling(1.0 / 255.0)(hidden)
+    hidden = layers.Rescaling(1.0 / 255.0)(inputs)
     if isinstance(hyperparameters, AnnHyperparameters):
         hidden = _ann_body(hidden, hyperparameters)
-        name = "ann"
+        family = "ann"
     else:
         hidden = _cnn_body(hidden, hyperparameters)
-        name = "cnn"
-    outputs = layers.Dense(CLASS_COUNT, activation="softmax", name="probabilities")(hidden)
-    model = keras.Model(inputs, outputs, name=name)
+        family = "cnn"
+    # float32 whatever the policy: a softmax in bfloat16 rounds small probabilities to zero
+    outputs = layers.Dense(
+        CLASS_COUNT, activation="softmax", dtype="float32", name="probabilities"
+    )(hidden)
+    model = keras.Model(inputs, outputs, name=name or family)
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate=hyperparameters.learning_rate),
         loss="sparse_categorical_crossentropy",
         metrics=["accuracy"],
     )
     return model
+
+
+def average_of(members: list[keras.Model], name: str) -> keras.Model:
+    """One model whose output is the mean of the members' probabilities (an ensemble that
+    saves, loads and serves like a single network)."""
+    import keras
+    from keras import layers
+
+    inputs = keras.Input(shape=IMAGE_SHAPE, name="image")
+    outputs = layers.Average(name="probabilities")([member(inputs) for member in members])
+    return keras.Model(inputs, outputs, name=name)
+
+
+def ensemble_members(model: keras.Model) -> list[keras.Model]:
+    """The networks an :func:`average_of` model averages; empty for a single network."""
+    import keras
+
+    return [layer for layer in model.layers if isinstance(layer, keras.Model)]
 
 
 def hyperparameters_from(family: Literal["ann", "cnn"], values: dict[str, Any]) -> Hyperparameters:
