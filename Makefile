@@ -1,13 +1,14 @@
 # One task runner for people, the README and CI.
 #   make run    set up .venv, fetch data/, dvc repro (the whole pipeline)
 #   make test   set up .venv, lint, type-check, run the test suite
+#   make full   the `full` profile: an ensemble of longer-trained CNNs, a longer augmented MLP
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(CURDIR)/$(VENV)/bin
 INSTALLED := $(VENV)/.installed
 export PATH := $(BIN):$(PATH)
 
-.PHONY: run test venv data lint typecheck pytest
+.PHONY: run full test venv data lint typecheck pytest
 
 venv: $(INSTALLED)
 
@@ -22,6 +23,14 @@ data: $(INSTALLED)
 
 run: data
 	dvc repro
+
+# A DVC experiment in the workspace: `dvc exp show` lists it, `git checkout params.yaml` (or
+# `dvc exp apply`) returns to the defaults. It may move the champion, through the same gates.
+FULL_PROFILE := -S train.cnn.members=5 -S train.cnn.max_epochs=30 \
+	-S train.ann.max_epochs=80 -S train.ann.augmentation.enabled=true \
+	-S promote.from_experiments=true
+full: data
+	dvc exp run --name full-$(shell date +%Y%m%d-%H%M%S) $(FULL_PROFILE)
 
 lint: $(INSTALLED)
 	ruff check .
