@@ -37,8 +37,8 @@ from digit_recognizer.models.fitting import (
 )
 from digit_recognizer.models.precision import choose_precision, cpu_flags, use_precision
 from digit_recognizer.training import (
-    learning_rate_callback,
     load_best_hyperparameters,
+    schedule_callbacks,
     training_augmentation,
 )
 
@@ -112,7 +112,7 @@ def our_cnn(
     model = build_model(hyperparameters_from("cnn", hyperparameters))
     augmentation = training_augmentation(config)
     steps = steps_per_epoch(len(train_images), config.batch_size, config.min_steps_per_epoch)
-    schedule = [learning_rate_callback(config)]
+    schedule = schedule_callbacks(config)
 
     def fit_epoch(epoch: int) -> None:
         # a fresh seeded stream per epoch: each call to fit starts its dataset afresh

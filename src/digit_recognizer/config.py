@@ -166,9 +166,9 @@ class AugmentationConfig(Section):
 class TrainFamilyConfig(Section):
     max_epochs: int = Field(default=20, ge=1)
     batch_size: int = Field(default=128, ge=1)
-    early_stopping_patience: int = Field(default=4, ge=1)
-    # plateau: validation loss drives the rate (reduce_lr_*); cosine: warm-up then annealing
-    # to zero at max_epochs (warmup_epochs), validation still driving early stopping
+    early_stopping_patience: int = Field(default=4, ge=1)  # plateau only
+    # plateau: validation loss drives the rate (reduce_lr_*) and validation accuracy stops the
+    # run early; cosine: warm-up, then annealing to zero at max_epochs, which ends the run
     learning_rate_schedule: Literal["plateau", "cosine"] = "plateau"
     reduce_lr_patience: int = Field(default=2, ge=1)
     reduce_lr_factor: float = Field(default=0.5, gt=0.0, lt=1.0)
