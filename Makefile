@@ -26,8 +26,7 @@ run: data
 
 # A DVC experiment in the workspace: `dvc exp show` lists it, `git checkout params.yaml` (or
 # `dvc exp apply`) returns to the defaults. It may move the champion, through the same gates.
-FULL_PROFILE := -S train.cnn.members=5 -S train.cnn.max_epochs=30 \
-	-S train.ann.max_epochs=80 -S train.ann.augmentation.enabled=true \
+FULL_PROFILE := -S train.cnn.members=4 -S train.cnn.max_epochs=30 -S train.ann.max_epochs=60 \
 	-S promote.from_experiments=true
 full: data
 	dvc exp run --name full-$(shell date +%Y%m%d-%H%M%S) $(FULL_PROFILE)
