@@ -213,3 +213,39 @@ def test_a_search_no_better_than_chance_fails_the_stage(
 def test_small_data_gets_enough_steps_per_epoch() -> None:
     assert steps_per_epoch(30, batch_size=8, min_steps=20) == 20, "30 rows: passed over 5 times"
     assert steps_per_epoch(400, batch_size=8, min_steps=20) == 50, "enough data: one pass"
+
+
+def test_tuner_state_is_written_whole_or_not_at_all(tmp_path: Path) -> None:
+    from keras_tuner.src import utils as tuner_utils
+
+    from digit_recognizer.tuning import save_tuner_state_atomically
+
+    # given Keras Tuner's JSON writer routed through write-then-rename
+    save_tuner_state_atomically()
+    state = tmp_path / "oracle.json"
+    tuner_utils.save_json(str(state), {"trials": 1})
+    # when a later write fails half-way (here: state that cannot be serialised)
+    with pytest.raises(TypeError):
+        tuner_utils.save_json(str(state), {"trials": object()})
+    # then the file still holds the last whole state, and no temporary file is left
+    assert tuner_utils.load_json(str(state)) == {"trials": 1}
+    assert [path.name for path in tmp_path.iterdir()] == ["oracle.json"]
+
+
+def test_a_trial_orphaned_by_a_kill_is_run_again(tmp_path: Path) -> None:
+    import keras_tuner
+
+    from digit_recognizer.tuning import requeue_orphaned_trials
+
+    # given a reloaded oracle holding a trial that was written RUNNING but never recorded as
+    # ongoing (the process died between Keras Tuner's two writes)
+    oracle = keras_tuner.oracles.RandomSearchOracle(objective="val_accuracy", max_trials=3)
+    oracle._set_project_dir(str(tmp_path), "search")
+    oracle.hyperparameters.Choice("units", [8, 16, 32])
+    first = oracle.create_trial("tuner0")
+    oracle.ongoing_trials = {}
+    # when orphaned trials are queued again
+    assert requeue_orphaned_trials(oracle) == [first.trial_id]
+    assert requeue_orphaned_trials(oracle) == [], "queued once"
+    # then the oracle hands that same trial out next, instead of a new one
+    assert oracle.create_trial("tuner0").trial_id == first.trial_id

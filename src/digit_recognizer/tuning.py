@@ -27,7 +27,7 @@ from digit_recognizer.config import Family, Params, SearchBudget
 from digit_recognizer.data.kaggle_csv import DigitTable
 from digit_recognizer.data.splits import load_split, prepared_data_md5, table_digest
 from digit_recognizer.errors import UserError
-from digit_recognizer.files import write_json
+from digit_recognizer.files import write_json, write_text
 from digit_recognizer.models.architectures import build_model, hyperparameters_from
 from digit_recognizer.models.fitting import (
     EPOCH_METRICS,
@@ -226,10 +226,44 @@ def _tracked_tuner_class(
     return TrackedTuner
 
 
+def save_tuner_state_atomically() -> None:
+    """Keras Tuner writes its oracle and trial JSON in place; a search killed during a write
+    left an empty oracle.json that no resume could read. Route its writes through this
+    project's write-then-rename, so a killed search leaves the old state or the new one."""
+    from keras_tuner.src import utils as tuner_utils
+
+    def save_json(path: str, state: Any) -> str:
+        text = json.dumps(state)
+        write_text(Path(path), text)
+        return text
+
+    tuner_utils.save_json = save_json
+
+
+def requeue_orphaned_trials(oracle: Any) -> list[str]:
+    """Queue again the trials a kill left behind; return their ids.
+
+    Keras Tuner writes a new trial's file before it records the trial as ongoing: a search
+    killed between the two writes leaves a trial RUNNING that the reloaded oracle neither
+    retries nor replaces, so it would never run and the search would end a trial short. The
+    oracle retries what is in its retry queue (private, as Keras Tuner has no public way).
+    """
+    queued = set(oracle._retry_queue)
+    orphaned = [
+        trial_id
+        for trial_id, trial in sorted(oracle.trials.items())
+        if str(trial.status) == "RUNNING" and trial_id not in queued
+    ]
+    oracle._retry_queue.extend(orphaned)
+    return orphaned
+
+
 def _make_tuner(
     params: Params, family: Family, runs: tracking.ChildRuns, directory: Path, project_name: str
 ) -> Any:
     import keras_tuner
+
+    save_tuner_state_atomically()
 
     budget = params.tune.family(family).budget
     space = params.tune.family(family).space.model_dump()
@@ -377,6 +411,7 @@ def run_tune(params: Params, family: Family, root: Path) -> TuneResult:
             raise UserError(
                 f"tune {family}: the search space does not build a model: {one_line(str(error))}"
             ) from None
+        requeue_orphaned_trials(tuner.oracle)
         # Only now that the new space builds: a typo in params.yaml keeps the old search.
         remove_other_searches(directory, fingerprint)
         import keras
