@@ -3,72 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import mlflow
 import pytest
 import yaml
 
-from digit_recognizer.data.kaggle_csv import write_digits_csv
-from tests.conftest import REPOSITORY, synthetic_digits, tiny_params, write_tiny_data
-
-STAGES = (
-    "prepare",
-    "baselines",
-    "tune@ann",
-    "tune@cnn",
-    "train@ann",
-    "train@cnn",
-    "evaluate@ann",
-    "evaluate@cnn",
-    "report",
-    "promote",
-)
-
-
-def run(command: list[str], cwd: Path, environment: dict[str, str]) -> str:
-    result = subprocess.run(command, cwd=cwd, env=environment, capture_output=True, text=True)
-    assert result.returncode == 0, (
-        f"{' '.join(command)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
-    )
-    return result.stdout + result.stderr
-
-
-def ran_stages(output: str) -> set[str]:
-    return {stage for stage in STAGES if f"Running stage '{stage}'" in output}
-
-
-def git_copy_with_tiny_data(folder: Path, *, labelled_test: bool) -> dict[str, str]:
-    """A git + DVC copy of the repository with tiny data and budgets; its environment."""
-    tracked = subprocess.run(
-        ["git", "ls-files"], cwd=REPOSITORY, capture_output=True, text=True, check=True
-    ).stdout.split()
-    for name in tracked:
-        if (REPOSITORY / name).is_file() and name not in ("data.dvc", "dvc.lock"):
-            (folder / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(REPOSITORY / name, folder / name)
-    write_tiny_data(folder / "data")
-    if not labelled_test:  # Kaggle's own layout: test.csv has no label column
-        write_digits_csv(folder / "data/test.csv", synthetic_digits(5, 1, with_labels=False))
-    (folder / "params.yaml").write_text(yaml.safe_dump(tiny_params(), sort_keys=False))
-    environment = {
-        **os.environ,
-        "MLFLOW_TRACKING_URI": f"sqlite:///{folder / 'store'}.db",
-        # dvc, and the digits commands its stages run, come from this environment
-        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-    }
-    for command in (
-        ["git", "init", "-q"],
-        ["dvc", "add", "-q", "data"],
-        ["git", "add", "-A"],
-        ["git", "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "init"],
-    ):
-        run(command, folder, environment)
-    return environment
+from tests.pipeline_fixtures import STAGES, git_copy_with_tiny_data, ran_stages, run
 
 
 def champion_version(environment: dict[str, str]) -> str:

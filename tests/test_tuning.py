@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -18,7 +19,9 @@ from digit_recognizer.cli import main
 from digit_recognizer.config import load_params
 from digit_recognizer.data.kaggle_csv import DigitTable
 from digit_recognizer.data.splits import load_split, save_split
+from digit_recognizer.errors import UserError
 from digit_recognizer.models.fitting import steps_per_epoch
+from digit_recognizer.tuning import search_role
 from tests.conftest import REPOSITORY
 
 DIGITS = [sys.executable, "-m", "digit_recognizer.cli"]
@@ -249,3 +252,65 @@ def test_a_trial_orphaned_by_a_kill_is_run_again(tmp_path: Path) -> None:
     assert requeue_orphaned_trials(oracle) == [], "queued once"
     # then the oracle hands that same trial out next, instead of a new one
     assert oracle.create_trial("tuner0").trial_id == first.trial_id
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.mark.slow
+def test_distributed_search_nests_every_workers_trials_under_the_chiefs_run(
+    project: Path,
+) -> None:
+    # given a search of four trials and Keras Tuner's variables for a chief and two workers
+    params = yaml.safe_load(Path("params.yaml").read_text())
+    params["tune"]["tuner"] = "random"
+    params["tune"]["ann"]["budget"]["max_trials"] = 4
+    params["tune"]["ann"]["space"]["units"] = [8, 16, 32, 64]
+    Path("params.yaml").write_text(yaml.safe_dump(params))
+    assert main(["prepare"]) == 0
+    base = {
+        **os.environ,
+        "PYTHONPATH": str(REPOSITORY / "src"),
+        "KERASTUNER_ORACLE_PORT": str(free_port()),  # no IP given: the chief binds 127.0.0.1
+    }
+    # when the chief and two workers run as local processes
+    processes = {
+        tuner_id: subprocess.Popen(
+            [*DIGITS, "tune", "ann"],
+            env={**base, "KERASTUNER_TUNER_ID": tuner_id},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for tuner_id in ("chief", "worker-1", "worker-2")
+    }
+    outputs = {
+        tuner_id: process.communicate(timeout=600)[0] for tuner_id, process in processes.items()
+    }
+    # then all three succeed, and the chief wrote the stage's outputs
+    for tuner_id, process in processes.items():
+        assert process.returncode == 0, f"{tuner_id}:\n{outputs[tuner_id][-3000:]}"
+    best = json.loads(Path("hyperparameters/ann.json").read_text())
+    assert best["units"] in (8, 16, 32, 64)
+    assert json.loads(Path("reports/tuning/ann_summary.json").read_text())["trials_completed"] == 4
+    # and every trial is one finished run under the chief's one search run, tagged by worker
+    parents = tune_parents("ann")
+    assert len(parents) == 1 and parents[0].info.status == "FINISHED"
+    children = child_runs(parents[0].info.run_id)
+    assert sorted(run.data.tags["trial_id"] for run in children) == ["0", "1", "2", "3"]
+    assert {run.info.status for run in children} == {"FINISHED"}
+    assert {run.data.tags["worker"] for run in children} == {"worker-1", "worker-2"}, outputs
+
+
+def test_a_half_configured_distributed_search_is_refused() -> None:
+    assert not search_role({}).distributed
+    assert search_role({"KERASTUNER_TUNER_ID": "chief", "KERASTUNER_ORACLE_PORT": "8000"}).is_chief
+    worker = search_role({"KERASTUNER_TUNER_ID": "w1", "KERASTUNER_ORACLE_PORT": "8000"})
+    assert worker.is_worker and worker.tuner_id == "w1"
+    with pytest.raises(UserError, match="KERASTUNER_ORACLE_PORT"):
+        search_role({"KERASTUNER_TUNER_ID": "w1"})
+    with pytest.raises(UserError, match="KERASTUNER_TUNER_ID"):
+        search_role({"KERASTUNER_ORACLE_IP": "10.0.0.2", "KERASTUNER_ORACLE_PORT": "8000"})

@@ -21,6 +21,7 @@ from digit_recognizer.config import Params
 from digit_recognizer.data.splits import load_split, prepared_data_md5
 from digit_recognizer.evaluation import ModelUnderTest, evaluate_model, summary_line
 from digit_recognizer.models.classical import BASELINES, build_baseline, candidate_settings
+from digit_recognizer.models.threads import threads_in_use
 
 
 @dataclass(frozen=True)
@@ -46,7 +47,7 @@ def fit_best(
     validation accuracy, fit seconds of the kept model)."""
     best: tuple[Any, dict[str, Any], float, float] | None = None
     for settings in candidate_settings(name, params.baselines):
-        estimator = build_baseline(name, settings, params.baselines.n_jobs, params.seed)
+        estimator = build_baseline(name, settings, threads_in_use(), params.seed)
         started = time.monotonic()
         estimator.fit(train_images, train_labels)
         fit_seconds = time.monotonic() - started

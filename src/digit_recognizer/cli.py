@@ -24,6 +24,9 @@ EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
 # Commands that load Keras models; TensorFlow is imported once, quietly, before they run.
 TENSORFLOW_COMMANDS = frozenset({"tune", "train", "evaluate", "promote", "rollback", "predict"})
+# Stages that keep the CPUs busy; their thread budget (compute.threads) is set before any
+# numeric library loads.
+COMPUTE_COMMANDS = frozenset({"tune", "train", "evaluate", "baselines"})
 
 
 def _fetch_data(arguments: argparse.Namespace, params: Params) -> None:
@@ -49,9 +52,19 @@ def _prepare(arguments: argparse.Namespace, params: Params) -> None:
 
 
 def _tune(arguments: argparse.Namespace, params: Params) -> None:
-    from digit_recognizer.tracking import project_root
-    from digit_recognizer.tuning import run_tune
+    import os
 
+    from digit_recognizer.tracking import project_root
+    from digit_recognizer.tuning import run_search_worker, run_tune, search_role
+
+    if search_role(os.environ).is_worker:  # KERASTUNER_TUNER_ID names a worker
+        worker = run_search_worker(params, arguments.family, project_root())
+        print(
+            f"tune {worker.family}: worker {worker.worker_id} finished {worker.trials_run} "
+            f"trials in {worker.duration_seconds:.0f}s; the chief writes the results; "
+            f"MLflow run {worker.parent_run_id}"
+        )
+        return
     result = run_tune(params, arguments.family, project_root())
     print(
         f"tune {result.family}: best validation accuracy {result.best_score:.4f} with "
@@ -291,6 +304,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _use_thread_budget(command: str, params: Params) -> None:
+    from digit_recognizer.models.threads import (
+        available_cpus,
+        choose_threads,
+        running_queue_workers,
+        use_threads,
+    )
+
+    budget = choose_threads(params.compute.threads, available_cpus(), running_queue_workers())
+    use_threads(budget)
+    print(f"{command}: {budget.threads} CPU threads ({budget.reason})", flush=True)
+
+
 def _terminate(signum: int, frame: FrameType | None) -> None:
     # Turn SIGTERM (DVC, kill) into an exception so open MLflow runs end as KILLED, not RUNNING.
     raise KeyboardInterrupt
@@ -301,12 +327,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     arguments = build_parser().parse_args(argv)
     quiet_libraries()
-    if arguments.command in TENSORFLOW_COMMANDS:
-        import_tensorflow_quietly()
     handler: Callable[[argparse.Namespace, Params], None] = arguments.handler
     signal.signal(signal.SIGTERM, _terminate)
     try:
-        handler(arguments, load_params(arguments.params))
+        params = load_params(arguments.params)
+        if arguments.command in COMPUTE_COMMANDS:
+            _use_thread_budget(arguments.command, params)
+        if arguments.command in TENSORFLOW_COMMANDS:
+            import_tensorflow_quietly()
+        handler(arguments, params)
     except UserError as error:
         print(f"digits {arguments.command}: error: {error}", file=sys.stderr)
         return EXIT_USER_ERROR

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError
 
 from digit_recognizer.errors import UserError
 
@@ -95,6 +95,9 @@ class ComputeConfig(Section):
 
     # auto: bfloat16 where the CPU has AMX, float32 elsewhere (see models/precision.py)
     precision: Literal["auto", "float32", "bfloat16"] = "auto"
+    # auto: every CPU, or an equal share under parallel DVC queue workers (models/threads.py).
+    # No stage depends on it in dvc.yaml: it changes how fast, not what is computed.
+    threads: Literal["auto"] | PositiveInt = "auto"
 
 
 class SearchBudget(Section):
@@ -210,7 +213,6 @@ class LogisticRegressionConfig(Section):
 class BaselinesConfig(Section):
     """scikit-learn baselines; each list is a small grid searched on the validation split."""
 
-    n_jobs: int = Field(default=2, ge=1)
     knn: KnnConfig = KnnConfig()
     decision_tree: DecisionTreeConfig = DecisionTreeConfig()
     random_forest: RandomForestConfig = RandomForestConfig()

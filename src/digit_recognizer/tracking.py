@@ -258,6 +258,7 @@ class ChildRuns:
         self._parent_run_id = parent_run_id
         self._key_tag = key_tag
         self._open: dict[str, str] = {}
+        self.finished_count = 0  # children this object ended FINISHED
 
     def existing(self) -> dict[str, tuple[str, str]]:
         """key -> (run id, status) for the parent's children."""
@@ -330,6 +331,7 @@ class ChildRuns:
         for tag, value in tags.items():
             self._client.set_tag(run_id, tag, value)
         self._client.set_terminated(run_id, status)
+        self.finished_count += status == "FINISHED"
 
     def abort_open(self, status: str) -> None:
         """End every child still open (the search was interrupted or crashed)."""

@@ -35,8 +35,7 @@ from digit_recognizer.models.fitting import (
     training_batches,
 )
 from digit_recognizer.models.precision import (
-    choose_precision,
-    cpu_flags,
+    announce_compute,
     float32_copy,
     use_precision,
 )
@@ -218,8 +217,7 @@ def run_train(params: Params, family: Family, root: Path) -> TrainedModel:
     typed_hyperparameters = hyperparameters_from(family, hyperparameters)
     prepared_dir = Path(params.paths.prepared_dir)
     train, validation = load_split(prepared_dir, "train"), load_split(prepared_dir, "validation")
-    precision = choose_precision(params.compute.precision, cpu_flags())
-    print(f"train {family}: {precision.policy} ({precision.reason})", flush=True)
+    precision, compute_params = announce_compute(params.compute.precision, f"train {family}")
 
     tags = {
         "stage": "train",
@@ -232,8 +230,7 @@ def run_train(params: Params, family: Family, root: Path) -> TrainedModel:
             {
                 "family": family,
                 "seed": params.seed,
-                "precision": precision.policy,
-                "precision_reason": precision.reason,
+                **compute_params,
                 **{f"hp.{key}": value for key, value in hyperparameters.items()},
                 **{
                     f"train.{key}": value

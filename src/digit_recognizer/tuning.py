@@ -11,10 +11,12 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 import re
 import shutil
 import time
 import traceback
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -38,8 +40,7 @@ from digit_recognizer.models.fitting import (
 )
 from digit_recognizer.models.precision import (
     PrecisionChoice,
-    choose_precision,
-    cpu_flags,
+    announce_compute,
     use_precision,
 )
 from digit_recognizer.models.schedule import cosine_schedule
@@ -48,7 +49,17 @@ from digit_recognizer.reporting import TrialRecord, plot_search, trials_table
 if TYPE_CHECKING:
     import keras_tuner
 
+# Keras Tuner's distributed mode: one chief process holds the oracle and serves it over gRPC
+# (no authentication), workers ask it for trials and share the search directory.
+TUNER_ID_VARIABLE = "KERASTUNER_TUNER_ID"
+ORACLE_IP_VARIABLE = "KERASTUNER_ORACLE_IP"
+ORACLE_PORT_VARIABLE = "KERASTUNER_ORACLE_PORT"
+LOCAL_ORACLE_IP = "127.0.0.1"  # where the chief listens unless KERASTUNER_ORACLE_IP says
+SINGLE_TUNER_ID = "tuner0"  # Keras Tuner's id for a search in one process
+CHIEF_WAIT_SECONDS = 300  # how long a worker waits for the chief's search run
+
 OBJECTIVE = "val_accuracy"
+ENDED_STATUSES = ("COMPLETED", "FAILED")
 # A best trial whose validation score could be chance at this level fails the search.
 CHANCE_LEVEL_P_VALUE = 0.01
 
@@ -61,6 +72,63 @@ class TuneResult:
     trials: list[TrialRecord]
     duration_seconds: float
     run_id: str
+
+
+@dataclass(frozen=True)
+class WorkerResult:
+    family: Family
+    worker_id: str
+    trials_run: int
+    duration_seconds: float
+    parent_run_id: str
+
+
+@dataclass(frozen=True)
+class SearchRole:
+    """This process's part in a search: alone, the chief (the oracle only) or a worker."""
+
+    tuner_id: str
+    distributed: bool
+
+    @property
+    def is_chief(self) -> bool:
+        return self.distributed and "chief" in self.tuner_id  # Keras Tuner's own rule
+
+    @property
+    def is_worker(self) -> bool:
+        return self.distributed and not self.is_chief
+
+
+def search_role(environment: Mapping[str, str]) -> SearchRole:
+    """Read Keras Tuner's variables; refuse a half-configured distributed search."""
+    tuner_id = environment.get(TUNER_ID_VARIABLE)
+    if not tuner_id:
+        if ORACLE_IP_VARIABLE in environment:
+            raise UserError(
+                f"{ORACLE_IP_VARIABLE} is set but {TUNER_ID_VARIABLE} is not: give each process "
+                "of a distributed search an id ('chief' for the oracle, any other for a worker)"
+            )
+        return SearchRole(SINGLE_TUNER_ID, distributed=False)
+    if not environment.get(ORACLE_PORT_VARIABLE, "").isdigit():
+        raise UserError(
+            f"{TUNER_ID_VARIABLE}={tuner_id} needs {ORACLE_PORT_VARIABLE}, the chief's port "
+            f"(got {environment.get(ORACLE_PORT_VARIABLE)!r})"
+        )
+    return SearchRole(tuner_id, distributed=True)
+
+
+def wait_for_search_run(store: tracking.Store, tags: Mapping[str, str], seconds: float) -> str:
+    """A worker's parent run: the chief's search run, once the chief has started it."""
+    deadline = time.monotonic() + seconds
+    while (run_id := tracking.find_run(store, tags)) is None:
+        if time.monotonic() > deadline:
+            raise UserError(
+                f"no search run with fingerprint {tags['search_fingerprint']} in "
+                f"{store.uri} after {seconds:.0f} s: start the chief first "
+                f"({TUNER_ID_VARIABLE}=chief) with the same params.yaml, data and code"
+            )
+        time.sleep(1)
+    return run_id
 
 
 def search_subset(table: DigitTable, fraction: float, seed: int) -> DigitTable:
@@ -164,7 +232,7 @@ class _EpochLogger:
 
 
 def _tracked_tuner_class(
-    base: type, runs: tracking.ChildRuns, family: Family, seed: int, planned: int
+    base: type, runs: tracking.ChildRuns, family: Family, seed: int, planned: int, worker: str
 ) -> type:
     """Subclass a Keras Tuner class so that each trial's lifecycle drives its MLflow run."""
     import keras
@@ -183,7 +251,7 @@ def _tracked_tuner_class(
                 trial.trial_id,
                 f"{family}-trial-{trial.trial_id}",
                 values,
-                {"family": family, "stage": "tune", "trial_id": trial.trial_id},
+                {"family": family, "stage": "tune", "trial_id": trial.trial_id, "worker": worker},
             )
 
         def run_trial(self, trial: Any, *args: Any, **kwargs: Any) -> Any:
@@ -194,6 +262,7 @@ def _tracked_tuner_class(
 
         def on_trial_end(self, trial: Any) -> None:
             super().on_trial_end(trial)  # the oracle settles the final status here
+            trial = self.oracle.get_trial(trial.trial_id)  # from the chief, when distributed
             status = str(trial.status)
             duration = time.monotonic() - self.trial_started.pop(trial.trial_id, time.monotonic())
             metrics = {"duration_seconds": duration}
@@ -212,14 +281,17 @@ def _tracked_tuner_class(
             runs.finish(
                 trial.trial_id, "FINISHED" if status == "COMPLETED" else "FAILED", metrics, tags
             )
-            ended = [t for t in self.oracle.trials.values() if t.status in ("COMPLETED", "FAILED")]
-            scores = [t.score for t in ended if t.score is not None]
             score_text = f"{trial.score:.4f}" if trial.score is not None else status.lower()
-            best_text = f"{max(scores):.4f}" if scores else "-"
+            best = self.oracle.get_best_trials(1)
+            best_text = f"{best[0].score:.4f}" if best and best[0].score is not None else "-"
+            if hasattr(self.oracle, "trials"):  # the oracle is in this process: count its trials
+                ended = [t for t in self.oracle.trials.values() if t.status in ENDED_STATUSES]
+                position = f"trial {len(ended)} of {planned} ({trial.trial_id})"
+            else:
+                position = f"worker {worker}: trial {trial.trial_id}"
             print(
-                f"tune {family}: trial {len(ended)} of {planned} ({trial.trial_id}) "
-                f"{duration:.0f}s, score {score_text}, best {best_text}, "
-                f"elapsed {time.monotonic() - self.search_started:.0f}s",
+                f"tune {family}: {position} {duration:.0f}s, score {score_text}, "
+                f"best {best_text}, elapsed {time.monotonic() - self.search_started:.0f}s",
                 flush=True,
             )
 
@@ -259,7 +331,12 @@ def requeue_orphaned_trials(oracle: Any) -> list[str]:
 
 
 def _make_tuner(
-    params: Params, family: Family, runs: tracking.ChildRuns, directory: Path, project_name: str
+    params: Params,
+    family: Family,
+    runs: tracking.ChildRuns,
+    directory: Path,
+    project_name: str,
+    worker: str,
 ) -> Any:
     import keras_tuner
 
@@ -291,7 +368,7 @@ def _make_tuner(
             else keras_tuner.RandomSearch
         )
         specific = {"max_trials": budget.max_trials}
-    tuner_class = _tracked_tuner_class(base, runs, family, params.seed, planned)
+    tuner_class = _tracked_tuner_class(base, runs, family, params.seed, planned, worker)
     return tuner_class(**common, **specific)
 
 
@@ -336,7 +413,8 @@ def exception_summary(trace: str) -> str:
 
 
 def _first_failure(tuner: Any) -> str:
-    for trial in tuner.oracle.trials.values():
+    # a worker's oracle is the chief's proxy, which lists no trials: its own failure then
+    for trial in getattr(tuner.oracle, "trials", {}).values():
         if trial.message:
             return exception_summary(str(trial.message))
     return "no trial completed"
@@ -359,33 +437,145 @@ def remove_other_searches(directory: Path, fingerprint: str) -> None:
             shutil.rmtree(stale) if stale.is_dir() else stale.unlink()
 
 
-def run_tune(params: Params, family: Family, root: Path) -> TuneResult:
-    """Search one family's space; write best hyperparameters, a summary, trials table and chart."""
+@dataclass(frozen=True)
+class SearchSetup:
+    """What every process of one search agrees on: data, precision, fingerprint, store."""
+
+    train: DigitTable
+    validation: DigitTable
+    precision: PrecisionChoice
+    compute_params: dict[str, str]
+    fingerprint: str
+    directory: Path
+    store: tracking.Store
+    tags: dict[str, str]  # the search run's identity: stage, family, fingerprint
+
+
+def _set_up_search(params: Params, family: Family, root: Path, role: SearchRole) -> SearchSetup:
     import tensorflow as tf
 
     tf.config.experimental.enable_op_determinism()
-    family_config = params.tune.family(family)
-    budget = family_config.budget
+    budget = params.tune.family(family).budget
     prepared_dir = Path(params.paths.prepared_dir)
     full_train = load_split(prepared_dir, "train")
-    train = search_subset(full_train, budget.search_fraction, params.seed)
     validation = load_split(prepared_dir, "validation")
-    assert train.labels is not None and validation.labels is not None
     data_digest = table_digest(full_train) + table_digest(validation)
-    precision = choose_precision(params.compute.precision, cpu_flags())
-    print(f"tune {family}: {precision.policy} ({precision.reason})", flush=True)
+    label = f"tune {family}" + (f" [{role.tuner_id}]" if role.distributed else "")
+    precision, compute_params = announce_compute(params.compute.precision, label)
     use_precision(precision)
     fingerprint = search_fingerprint(params, family, data_digest, precision)
-    directory = Path(params.paths.tuning_dir) / family
+    if role.distributed:  # the chief listens on, and workers dial, loopback unless told
+        os.environ.setdefault(ORACLE_IP_VARIABLE, LOCAL_ORACLE_IP)
+        compute_params["tuner_id"] = role.tuner_id
+    return SearchSetup(
+        train=search_subset(full_train, budget.search_fraction, params.seed),
+        validation=validation,
+        precision=precision,
+        compute_params=compute_params,
+        fingerprint=fingerprint,
+        directory=Path(params.paths.tuning_dir) / family,
+        store=tracking.Store.for_project(params.mlflow, root),
+        tags={"stage": "tune", "family": family, "search_fingerprint": fingerprint},
+    )
 
-    store = tracking.Store.for_project(params.mlflow, root)
-    search_tags = {"stage": "tune", "family": family, "search_fingerprint": fingerprint}
-    parent_id = tracking.find_run(store, search_tags)
+
+def _fit_arguments(params: Params, family: Family, setup: SearchSetup) -> dict[str, Any]:
+    import keras
+
+    budget = params.tune.family(family).budget
+    train, validation = setup.train, setup.validation
+    assert train.labels is not None and validation.labels is not None
+    fit_arguments: dict[str, Any] = {
+        "x": training_batches(train.images, train.labels, budget.batch_size, params.seed),
+        "steps_per_epoch": steps_per_epoch(
+            len(train), budget.batch_size, budget.min_steps_per_epoch
+        ),
+        "validation_data": (model_input(validation.images), validation.labels),
+        "validation_batch_size": VALIDATION_BATCH_SIZE,
+        "shuffle": False,  # the batches are shuffled already (Keras warns otherwise)
+        "verbose": 0,
+        "callbacks": [
+            keras.callbacks.EarlyStopping(
+                monitor=OBJECTIVE, patience=budget.early_stopping_patience
+            ),
+            *(
+                [cosine_schedule(budget.max_epochs)]
+                if budget.learning_rate_schedule == "cosine"
+                else []
+            ),
+        ],
+    }
+    if params.tune.tuner != "hyperband":
+        fit_arguments["epochs"] = budget.max_epochs
+    return fit_arguments
+
+
+def _build_tuner(
+    params: Params, family: Family, setup: SearchSetup, runs: tracking.ChildRuns, worker: str
+) -> Any:
+    state = setup.directory / setup.fingerprint
+    fresh = not state.exists()
+    try:  # Keras Tuner builds a first model from the space's defaults right here
+        return _make_tuner(params, family, runs, setup.directory, setup.fingerprint, worker)
+    except (ValueError, TypeError) as error:
+        if fresh:  # what the failed attempt created; saved searches stay
+            shutil.rmtree(state, ignore_errors=True)
+        raise UserError(
+            f"tune {family}: the search space does not build a model: {one_line(str(error))}"
+        ) from None
+
+
+def _search(
+    tuner: Any, fit_arguments: dict[str, Any], runs: tracking.ChildRuns, family: str
+) -> None:
+    try:
+        tuner.search(**fit_arguments)
+    except RuntimeError as error:  # Keras Tuner gives up after consecutive failed trials
+        runs.abort_open("FAILED")
+        raise UserError(
+            f"tune {family}: search stopped: {str(error).splitlines()[0]}; "
+            f"first trial error: {_first_failure(tuner)}"
+        ) from None
+    except BaseException:
+        runs.abort_open("KILLED")
+        traceback.print_exc(limit=0)
+        raise
+
+
+def run_search_worker(params: Params, family: Family, root: Path) -> WorkerResult:
+    """One worker of a distributed search: trials from the chief's oracle, each a nested run
+    under the chief's search run. The chief writes the stage's outputs."""
+    role = search_role(os.environ)
+    setup = _set_up_search(params, family, root, role)
+    parent_id = wait_for_search_run(setup.store, setup.tags, CHIEF_WAIT_SECONDS)
+    runs = tracking.ChildRuns(setup.store, parent_id, key_tag="trial_id")
+    started = time.monotonic()
+    tuner = _build_tuner(params, family, setup, runs, role.tuner_id)
+    _search(tuner, _fit_arguments(params, family, setup), runs, family)
+    return WorkerResult(
+        family, role.tuner_id, runs.finished_count, time.monotonic() - started, parent_id
+    )
+
+
+def run_tune(params: Params, family: Family, root: Path) -> TuneResult:
+    """Search one family's space; write best hyperparameters, a summary, trials table and chart.
+
+    Alone, this process runs every trial; as the chief of a distributed search it holds the
+    oracle while workers (``run_search_worker``) run the trials, then writes the same outputs.
+    """
+    role = search_role(os.environ)
+    setup = _set_up_search(params, family, root, role)
+    family_config = params.tune.family(family)
+    budget = family_config.budget
+    train, validation = setup.train, setup.validation
+    assert validation.labels is not None
+    store = setup.store
+    parent_id = tracking.find_run(store, setup.tags)
     started = time.monotonic()
     with tracking.run(
         store,
         f"tune-{family}",
-        {**search_tags, **tracking.lineage_tags(root, prepared_data_md5(params.paths))},
+        {**setup.tags, **tracking.lineage_tags(root, prepared_data_md5(params.paths))},
         run_id=parent_id,
     ) as run_id:
         tracking.log_params(
@@ -394,62 +584,17 @@ def run_tune(params: Params, family: Family, root: Path) -> TuneResult:
                 "seed": params.seed,
                 "train_rows": len(train),
                 "validation_rows": len(validation),
-                "precision": precision.policy,
-                "precision_reason": precision.reason,
+                **setup.compute_params,
                 **{f"budget.{k}": v for k, v in budget.model_dump().items()},
                 **{f"space.{k}": v for k, v in family_config.space.model_dump().items()},
             }
         )
         runs = tracking.ChildRuns(store, run_id, key_tag="trial_id")
-        state = directory / fingerprint
-        fresh = not state.exists()
-        try:  # Keras Tuner builds a first model from the space's defaults right here
-            tuner = _make_tuner(params, family, runs, directory, fingerprint)
-        except (ValueError, TypeError) as error:
-            if fresh:  # what the failed attempt created; saved searches stay
-                shutil.rmtree(state, ignore_errors=True)
-            raise UserError(
-                f"tune {family}: the search space does not build a model: {one_line(str(error))}"
-            ) from None
+        tuner = _build_tuner(params, family, setup, runs, role.tuner_id)
         requeue_orphaned_trials(tuner.oracle)
         # Only now that the new space builds: a typo in params.yaml keeps the old search.
-        remove_other_searches(directory, fingerprint)
-        import keras
-
-        fit_arguments: dict[str, Any] = {
-            "x": training_batches(train.images, train.labels, budget.batch_size, params.seed),
-            "steps_per_epoch": steps_per_epoch(
-                len(train), budget.batch_size, budget.min_steps_per_epoch
-            ),
-            "validation_data": (model_input(validation.images), validation.labels),
-            "validation_batch_size": VALIDATION_BATCH_SIZE,
-            "shuffle": False,  # the batches are shuffled already (Keras warns otherwise)
-            "verbose": 0,
-            "callbacks": [
-                keras.callbacks.EarlyStopping(
-                    monitor=OBJECTIVE, patience=budget.early_stopping_patience
-                ),
-                *(
-                    [cosine_schedule(budget.max_epochs)]
-                    if budget.learning_rate_schedule == "cosine"
-                    else []
-                ),
-            ],
-        }
-        if params.tune.tuner != "hyperband":
-            fit_arguments["epochs"] = budget.max_epochs
-        try:
-            tuner.search(**fit_arguments)
-        except RuntimeError as error:  # Keras Tuner gives up after consecutive failed trials
-            runs.abort_open("FAILED")
-            raise UserError(
-                f"tune {family}: search stopped: {str(error).splitlines()[0]}; "
-                f"first trial error: {_first_failure(tuner)}"
-            ) from None
-        except BaseException:
-            runs.abort_open("KILLED")
-            traceback.print_exc(limit=0)
-            raise
+        remove_other_searches(setup.directory, setup.fingerprint)
+        _search(tuner, _fit_arguments(params, family, setup), runs, family)
         trials = _trial_records(tuner, family_config.space.model_dump())
         completed = [trial for trial in trials if trial.status == "COMPLETED"]
         if not completed:

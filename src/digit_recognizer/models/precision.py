@@ -57,6 +57,23 @@ def choose_precision(setting: PrecisionSetting, flags: frozenset[str]) -> Precis
     )
 
 
+def announce_compute(
+    setting: PrecisionSetting, stage: str
+) -> tuple[PrecisionChoice, dict[str, str]]:
+    """The precision for ``setting`` on this CPU, printed as ``stage`` starts; with the params
+    that record it and the thread budget in the stage's MLflow run."""
+    from digit_recognizer.models.threads import threads_in_use
+
+    choice = choose_precision(setting, cpu_flags())
+    print(f"{stage}: {choice.policy} ({choice.reason})", flush=True)
+    logged = {
+        "precision": choice.policy,
+        "precision_reason": choice.reason,
+        "threads": str(threads_in_use()),
+    }
+    return choice, logged
+
+
 def use_precision(choice: PrecisionChoice) -> None:
     """Make ``choice`` the policy of every model built from now on in this process."""
     import keras

@@ -1,0 +1,120 @@
+"""Team mode on the DVC side: results shared through a DVC remote, queued experiments that
+reuse the work already cached. Real `dvc` commands in temporary git repositories."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import mlflow
+import pytest
+
+from tests.pipeline_fixtures import commit_all, git_copy_with_tiny_data, ran_stages, run
+
+QUEUE_TIMEOUT_SECONDS = 900
+
+
+@pytest.fixture(scope="module")
+def reproduced(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]]:
+    """A project after one whole `dvc repro` on tiny data, committed, with a DVC remote (a
+    folder, as a mounted share would be) and a git remote (a bare repository)."""
+    folder = tmp_path_factory.mktemp("first")
+    environment = git_copy_with_tiny_data(folder, labelled_test=True)
+    remotes = tmp_path_factory.mktemp("remotes")
+    run(["git", "init", "-q", "--bare", str(remotes / "origin.git")], folder, environment)
+    run(["git", "remote", "add", "origin", str(remotes / "origin.git")], folder, environment)
+    run(["dvc", "remote", "add", "-d", "team", str(remotes / "dvc-cache")], folder, environment)
+    run(["dvc", "repro"], folder, environment)
+    commit_all(folder, environment, "results")
+    run(["git", "push", "-q", "origin", "HEAD:refs/heads/main"], folder, environment)
+    return folder, environment
+
+
+def clone(origin: Path, folder: Path, environment: dict[str, str]) -> dict[str, str]:
+    """A teammate's clone, with their own MLflow store."""
+    run(
+        ["git", "clone", "-q", "--branch", "main", str(origin), str(folder)],
+        folder.parent,
+        environment,
+    )
+    run(["git", "config", "user.email", "mate@example.com"], folder, environment)
+    run(["git", "config", "user.name", "mate"], folder, environment)
+    return {**environment, "MLFLOW_TRACKING_URI": f"sqlite:///{folder / 'store'}.db"}
+
+
+def origin_of(folder: Path, environment: dict[str, str]) -> Path:
+    return Path(run(["git", "remote", "get-url", "origin"], folder, environment).strip())
+
+
+@pytest.mark.slow
+def test_a_pulled_clone_is_up_to_date_and_repro_is_a_no_op(
+    reproduced: tuple[Path, dict[str, str]], tmp_path: Path
+) -> None:
+    # given a project whose results were pushed to the team's remotes
+    first, environment = reproduced
+    run(["dvc", "push"], first, environment)
+
+    # when a teammate clones it and pulls
+    second = tmp_path / "second"
+    teammate = clone(origin_of(first, environment), second, environment)
+    run(["dvc", "pull"], second, teammate)
+
+    # then every output is there, the Keras Tuner state included, and nothing needs to run
+    assert (second / "models/cnn.keras").exists() and any((second / "tuning/ann").iterdir())
+    status = run(["dvc", "status"], second, teammate)
+    assert "Data and pipelines are up to date" in status, status
+    assert ran_stages(run(["dvc", "repro"], second, teammate)) == set()
+
+
+def queue_finished(folder: Path, environment: dict[str, str]) -> bool:
+    status = run(["dvc", "queue", "status"], folder, environment)
+    return not any(word in status for word in ("Queued", "Running"))
+
+
+def runs_of_experiment(environment: dict[str, str], name: str) -> list[mlflow.entities.Run]:
+    client = mlflow.MlflowClient(environment["MLFLOW_TRACKING_URI"])
+    experiment = client.get_experiment_by_name("digit-recognizer")
+    assert experiment is not None
+    return client.search_runs([experiment.experiment_id], f"tags.dvc_experiment = '{name}'")
+
+
+@pytest.mark.slow
+def test_queued_training_experiments_reuse_the_searches_and_share_the_cpus(
+    reproduced: tuple[Path, dict[str, str]], tmp_path: Path
+) -> None:
+    # given two queued experiments that change only the MLP's training
+    first, environment = reproduced
+    names = ("ann-epochs-3", "ann-epochs-4")
+    for epochs, name in zip((3, 4), names, strict=True):  # tiny params train 2
+        setting = f"train.ann.max_epochs={epochs}"
+        run(["dvc", "exp", "run", "--queue", "--name", name, "-S", setting], first, environment)
+
+    # when two queue workers run them side by side
+    run(["dvc", "queue", "start", "-j", "2"], first, environment)
+    deadline = time.monotonic() + QUEUE_TIMEOUT_SECONDS
+    while not queue_finished(first, environment):
+        assert time.monotonic() < deadline, run(["dvc", "queue", "status"], first, environment)
+        time.sleep(2)
+
+    # then both succeeded without running either search: only the MLP's stages and what reads
+    # them ran, and their runs carry the experiment's name in the project's MLflow store
+    for name in names:
+        logs = run(["dvc", "queue", "logs", name], first, environment)
+        assert ran_stages(logs) == {"train@ann", "evaluate@ann", "report", "promote"}, logs
+        assert {r.data.tags["stage"] for r in runs_of_experiment(environment, name)} == {
+            "train",
+            "evaluate",
+        }
+    # and each stage took a share of the CPUs while the other worker ran
+    every_log = "".join(run(["dvc", "queue", "logs", name], first, environment) for name in names)
+    if len(os.sched_getaffinity(0)) > 1:
+        assert "shared by 2 queue workers" in every_log, every_log
+
+    # and the experiments travel to a teammate through the git remote
+    run(["dvc", "exp", "push", "origin", *names], first, environment)
+    second = tmp_path / "second"
+    teammate = clone(origin_of(first, environment), second, environment)
+    run(["dvc", "exp", "pull", "origin", *names], second, teammate)
+    listed = run(["dvc", "exp", "list", "--name-only"], second, teammate).split()
+    assert set(names) <= set(listed), listed
