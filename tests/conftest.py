@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,6 +15,13 @@ from digit_recognizer.data.dvc_files import directory_md5
 from digit_recognizer.data.kaggle_csv import IMAGE_SIDE, DigitTable, write_digits_csv
 
 REPOSITORY = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 def synthetic_digits(per_class: int, seed: int, *, with_labels: bool = True) -> DigitTable:

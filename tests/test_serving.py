@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -23,16 +22,10 @@ from digit_recognizer.cli import main
 from digit_recognizer.config import load_params
 from digit_recognizer.data.kaggle_csv import PIXEL_COLUMNS
 from digit_recognizer.registry import promote
-from tests.conftest import REPOSITORY
+from tests.conftest import REPOSITORY, free_port
 from tests.registry_fixtures import register_candidate
 
 DIGITS = [sys.executable, "-m", "digit_recognizer.cli"]
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def request(

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -22,7 +21,7 @@ from digit_recognizer.data.splits import load_split, save_split
 from digit_recognizer.errors import UserError
 from digit_recognizer.models.fitting import steps_per_epoch
 from digit_recognizer.tuning import search_role
-from tests.conftest import REPOSITORY
+from tests.conftest import REPOSITORY, free_port
 
 DIGITS = [sys.executable, "-m", "digit_recognizer.cli"]
 
@@ -252,12 +251,6 @@ def test_a_trial_orphaned_by_a_kill_is_run_again(tmp_path: Path) -> None:
     assert requeue_orphaned_trials(oracle) == [], "queued once"
     # then the oracle hands that same trial out next, instead of a new one
     assert oracle.create_trial("tuner0").trial_id == first.trial_id
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @pytest.mark.slow

@@ -202,8 +202,12 @@ def _serve(arguments: argparse.Namespace, params: Params) -> None:
 
 def _ui(arguments: argparse.Namespace, params: Params) -> None:
     from digit_recognizer.serving import ui_command
-    from digit_recognizer.tracking import project_root
+    from digit_recognizer.tracking import project_root, tracking_uri
 
+    shared = tracking_uri(project_root())
+    if shared.startswith(("http://", "https://")):  # a tracking server is its own UI
+        print(f"ui: the tracking server serves the MLflow UI: open {shared} and sign in")
+        return
     _run_server(ui_command(params, project_root(), arguments.port or params.serve.ui_port))
 
 
@@ -215,6 +219,34 @@ def _predict(arguments: argparse.Namespace, params: Params) -> None:
         params, project_root(), arguments.input, arguments.version, arguments.output
     )
     print(f"predict: {rows} predictions written to {arguments.output}")
+
+
+def _server(arguments: argparse.Namespace, params: Params) -> None:
+    from digit_recognizer import team_server
+    from digit_recognizer.tracking import project_root
+
+    root = project_root()
+    if arguments.action == "start":
+        info = team_server.start(params.server, root)
+        state = "already running" if info.already_running else "started"
+        print(f"server: {state} on {info.tracking_uri} (PostgreSQL store, basic auth)")
+        print(f"server: clients set MLFLOW_TRACKING_URI={info.tracking_uri} and their user's")
+        print(f"server: credentials; as admin: source {info.admin_env}")
+    elif arguments.action == "stop":
+        stopped = team_server.stop(params.server, root)
+        print(f"server: stopped {' and '.join(stopped)}" if stopped else "server: nothing ran")
+    elif arguments.action == "status":
+        print("\n".join(f"server: {line}" for line in team_server.status(params.server, root)))
+    else:
+        if not arguments.user:
+            raise UserError("server add-user needs a user name: digits server add-user NAME")
+        settings = team_server.add_user(
+            params.server, params.mlflow, root, arguments.user, arguments.permission
+        )
+        print(
+            f"server: added {arguments.user} ({arguments.permission}); their settings, password "
+            f"included, are in {settings}: hand it over privately, then delete it"
+        )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -285,6 +317,19 @@ def build_parser() -> argparse.ArgumentParser:
     ui.add_argument("--port", type=int, help="port (default: serve.ui_port in params.yaml)")
     ui.set_defaults(handler=_ui)
 
+    server = commands.add_parser(
+        "server", help="the team's MLflow server on PostgreSQL with auth (server.* in params)"
+    )
+    server.add_argument("action", choices=("start", "stop", "status", "add-user"))
+    server.add_argument("user", nargs="?", help="add-user: the new user's name")
+    server.add_argument(
+        "--permission",
+        choices=("read", "edit"),
+        default="read",
+        help="add-user: read (look only, default) or edit (log runs, promote)",
+    )
+    server.set_defaults(handler=_server)
+
     predict = commands.add_parser("predict", help="batch prediction to a Kaggle submission")
     predict.add_argument(
         "--input",
@@ -342,6 +387,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"digits {arguments.command}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except Exception as error:
+        from digit_recognizer.tracking import unreachable_server
+
+        message = unreachable_server(error)
+        if message is None:
+            raise
+        print(f"digits {arguments.command}: error: {message}", file=sys.stderr)
+        return EXIT_USER_ERROR
     return 0
 
 

@@ -245,6 +245,23 @@ class ServeConfig(Section):
     ui_port: int = Field(default=5000, ge=1, le=65535)
 
 
+class TeamServerConfig(Section):
+    """``digits server``: the team's MLflow server on PostgreSQL, with basic auth."""
+
+    host: str = "127.0.0.1"  # what the MLflow server listens on; 0.0.0.0 for other machines
+    port: int = Field(default=5050, ge=1, le=65535)
+    workers: int = Field(default=2, ge=1)
+    state_dir: str = ".team-server"  # cluster, artifacts, logs, secrets (git-ignored)
+    # An existing PostgreSQL (postgresql://user:password@host:port/database) instead of a
+    # cluster in state_dir; DIGITS_SERVER_DATABASE_URL overrides it (keep passwords out of git).
+    database_url: str = ""
+    database_host: str = "127.0.0.1"  # the cluster in state_dir listens here
+    database_port: int = Field(default=5433, ge=1, le=65535)
+    # Where proxied artifacts go: empty for state_dir/artifacts, or a URL (s3://bucket/path with
+    # the usual AWS_* / MLFLOW_S3_ENDPOINT_URL variables for S3-compatible stores).
+    artifacts_destination: str = ""
+
+
 class Params(Section):
     seed: int = 42
     paths: PathsConfig = PathsConfig()
@@ -257,6 +274,7 @@ class Params(Section):
     evaluate: EvaluateConfig = EvaluateConfig()
     promote: PromoteConfig = PromoteConfig()
     serve: ServeConfig = ServeConfig()
+    server: TeamServerConfig = TeamServerConfig()
 
 
 def parse_params(raw: Any, source: str = "params.yaml") -> Params:

@@ -15,6 +15,7 @@ _IGNORED_WARNINGS = (
     "Skipping variable loading for optimizer",
     "Hint: Inferred schema contains integer",
     ".*input example was not provided",
+    "starlette.middleware.wsgi is deprecated",  # MLflow's server app, imported by add-user
 )
 
 

@@ -58,3 +58,10 @@ def write_text(target: Path, content: str) -> None:
 
 def write_json(target: Path, content: Any) -> None:
     write_text(target, json.dumps(content, indent=2, sort_keys=True) + "\n")
+
+
+def write_private_text(target: Path, content: str) -> None:
+    """Like ``write_text``, readable by the owner only from the first byte (secrets)."""
+    with atomic_path(target) as temporary:
+        os.chmod(temporary, 0o600)
+        temporary.write_text(content, encoding="utf-8")

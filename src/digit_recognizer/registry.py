@@ -2,9 +2,9 @@
 
 Stages are deprecated in MLflow 3; ``champion`` is an alias (so there is only ever one), and the
 registered model's ``champion_history`` tag keeps every earlier champion so rollback knows
-where to go. Promotion and rollback hold a lock file in the project root, so two racing
-promotions serialise instead of losing history. (Across machines, against a tracking server,
-run promotions from one place, e.g. the DVC pipeline.)
+where to go. Promotion and rollback hold a lock (``locks.registry_lock``: a file in the project
+root for the local store, a PostgreSQL advisory lock for a team server), so two racing
+promotions, from one machine or several, serialise instead of losing history.
 
 How a champion is chosen: among the pipeline's new candidates, the one with the best
 *validation* accuracy (never the test set); it must then pass floors on the evaluation split
@@ -15,12 +15,9 @@ when it is right on significantly more of the images where the two disagree.
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import json
 import os
 import time
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -39,13 +36,13 @@ from digit_recognizer.data.splits import (
     table_digest,
 )
 from digit_recognizer.errors import UserError
+from digit_recognizer.locks import registry_lock
 from digit_recognizer.training import load_trained, record_path
 
 CHAMPION = "champion"
 PREVIOUS = "previous-champion"
 HISTORY_TAG = "champion_history"
 ROLLED_BACK_TAG = "rolled_back_at"
-LOCK_FILE = ".registry.lock"
 EXPERIMENT_VARIABLE = "DVC_EXP_NAME"  # set by `dvc exp run` for every stage it runs
 
 
@@ -100,16 +97,6 @@ class PromotionReport:
 
     def as_json(self) -> dict[str, object]:
         return asdict(self)
-
-
-@contextlib.contextmanager
-def registry_lock(root: Path) -> Iterator[None]:
-    with (root / LOCK_FILE).open("a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _history(registry: registry_client.Registry) -> list[str]:
@@ -295,7 +282,7 @@ def promote(
     store = tracking.Store.for_project(params.mlflow, root)
     tracking.activate(store)
     registry = registry_client.Registry(store, params.mlflow.registered_model_name)
-    with registry_lock(root):
+    with registry_lock(root, registry.name, store.uri):
         champion_version = registry.alias(CHAMPION)
         report = PromotionReport(
             "rejected", None, None, champion_version, champion_version, forced=force
@@ -368,7 +355,7 @@ def rollback(params: Params, root: Path) -> tuple[str, str]:
     store = tracking.Store.for_project(params.mlflow, root)
     tracking.activate(store)
     registry = registry_client.Registry(store, params.mlflow.registered_model_name)
-    with registry_lock(root):
+    with registry_lock(root, registry.name, store.uri):
         current = registry.alias(CHAMPION)
         history = _history(registry)
         if current is None:

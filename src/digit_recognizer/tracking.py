@@ -69,11 +69,33 @@ class Store:
         return cls(uri, config.experiment_name, (root / "mlruns").as_uri() if local else None)
 
 
+# MLflow retries a failed HTTP request 7 times with doubling waits (over 4 minutes) before a
+# stage may fail; 4 retries ride out a server restart (about 30 s) and fail a stage in time.
+HTTP_RETRIES_VARIABLE = "MLFLOW_HTTP_REQUEST_MAX_RETRIES"
+HTTP_RETRIES = "4"
+# What requests/urllib3 say when no server answers (MLflow wraps them in MlflowException).
+_UNREACHABLE_SIGNS = ("Max retries exceeded", "Failed to establish a new connection")
+
+
+def unreachable_server(error: BaseException) -> str | None:
+    """One line for an error that means the tracking server did not answer, else None."""
+    text = str(error)
+    if not any(sign in text for sign in _UNREACHABLE_SIGNS):
+        return None
+    reason = "connection refused" if "refused" in text.lower() else "no answer"
+    uri = os.environ.get(TRACKING_URI_VARIABLE, "the tracking server")
+    return (
+        f"MLflow tracking server {uri} unreachable ({reason}); start it (digits server start) "
+        "or check MLFLOW_TRACKING_URI, then run this again: a run left RUNNING is closed then"
+    )
+
+
 def activate(store: Store) -> str:
     """Point the fluent API at the store's experiment (created on first use); return its id."""
     import mlflow
     from mlflow.exceptions import MlflowException
 
+    os.environ.setdefault(HTTP_RETRIES_VARIABLE, HTTP_RETRIES)
     mlflow.set_tracking_uri(store.uri)
     experiment = mlflow.get_experiment_by_name(store.experiment_name)
     if experiment is None:
