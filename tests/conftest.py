@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 import socket
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -95,3 +96,30 @@ def shrink_to_tiny_budgets(params: dict) -> dict:
     params["evaluate"]["latency_repeats"] = 3
     params["evaluate"]["gallery_size"] = 4
     return params
+
+
+@dataclass(frozen=True)
+class ReproducedProject:
+    folder: Path
+    environment: dict[str, str]
+    output: str  # what the first `dvc repro` printed
+
+
+@pytest.fixture(scope="session")
+def reproduced(tmp_path_factory: pytest.TempPathFactory) -> ReproducedProject:
+    """A git copy of the repository with tiny data after one whole `dvc repro`, committed and
+    pushed to a git remote (a bare repository), with a DVC remote (a folder, as a mounted share
+    would be). Shared by the end-to-end tests to pay for one repro; a test that changes the
+    workspace puts it back."""
+    from tests.pipeline_fixtures import commit_all, git_copy_with_tiny_data, run
+
+    folder = tmp_path_factory.mktemp("reproduced")
+    environment = git_copy_with_tiny_data(folder, labelled_test=True)
+    remotes = tmp_path_factory.mktemp("remotes")
+    run(["git", "init", "-q", "--bare", str(remotes / "origin.git")], folder, environment)
+    run(["git", "remote", "add", "origin", str(remotes / "origin.git")], folder, environment)
+    run(["dvc", "remote", "add", "-d", "team", str(remotes / "dvc-cache")], folder, environment)
+    output = run(["dvc", "repro"], folder, environment)
+    commit_all(folder, environment, "results")
+    run(["git", "push", "-q", "origin", "HEAD:refs/heads/main"], folder, environment)
+    return ReproducedProject(folder, environment, output)

@@ -54,7 +54,8 @@ def git_copy_with_tiny_data(folder: Path, *, labelled_test: bool) -> dict[str, s
     (folder / "params.yaml").write_text(yaml.safe_dump(tiny_params(), sort_keys=False))
     environment = {
         **os.environ,
-        "MLFLOW_TRACKING_URI": f"sqlite:///{folder / 'store'}.db",
+        # beside the project, not in it: a git checkout must never swap the database file
+        "MLFLOW_TRACKING_URI": f"sqlite:///{folder.parent / folder.name}-mlflow.db",
         # dvc, and the digits commands its stages run, come from this environment
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
     }

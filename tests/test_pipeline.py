@@ -9,6 +9,7 @@ import mlflow
 import pytest
 import yaml
 
+from tests.conftest import ReproducedProject
 from tests.pipeline_fixtures import STAGES, git_copy_with_tiny_data, ran_stages, run
 
 
@@ -18,12 +19,12 @@ def champion_version(environment: dict[str, str]) -> str:
 
 
 @pytest.mark.slow
-def test_dvc_repro_runs_every_stage_then_only_what_changed(tmp_path: Path) -> None:
+def test_dvc_repro_runs_every_stage_then_only_what_changed(reproduced: ReproducedProject) -> None:
     # given a git copy of the repository with tiny data and tiny budgets
-    environment = git_copy_with_tiny_data(tmp_path, labelled_test=True)
+    tmp_path, environment = reproduced.folder, reproduced.environment
 
     # when the pipeline runs, then every stage runs, quietly, and every declared output exists
-    output = run(["dvc", "repro"], tmp_path, environment)
+    output = reproduced.output
     assert ran_stages(output) == set(STAGES)
     chatter = [
         line
@@ -98,12 +99,16 @@ def test_dvc_repro_runs_every_stage_then_only_what_changed(tmp_path: Path) -> No
     params = yaml.safe_load((tmp_path / "params.yaml").read_text())
     params["train"]["cnn"]["batch_size"] = 16
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    assert ran_stages(run(["dvc", "repro"], tmp_path, environment)) == {
-        "train@cnn",
-        "evaluate@cnn",
-        "report",
-        "promote",
-    }
+    try:
+        assert ran_stages(run(["dvc", "repro"], tmp_path, environment)) == {
+            "train@cnn",
+            "evaluate@cnn",
+            "report",
+            "promote",
+        }
+    finally:  # the committed state back, for the other tests of this project
+        run(["git", "checkout", "--", "."], tmp_path, environment)
+        run(["dvc", "checkout", "--force"], tmp_path, environment)
 
 
 @pytest.mark.slow

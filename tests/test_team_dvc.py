@@ -10,25 +10,10 @@ from pathlib import Path
 import mlflow
 import pytest
 
-from tests.pipeline_fixtures import commit_all, git_copy_with_tiny_data, ran_stages, run
+from tests.conftest import ReproducedProject
+from tests.pipeline_fixtures import ran_stages, run
 
 QUEUE_TIMEOUT_SECONDS = 900
-
-
-@pytest.fixture(scope="module")
-def reproduced(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]]:
-    """A project after one whole `dvc repro` on tiny data, committed, with a DVC remote (a
-    folder, as a mounted share would be) and a git remote (a bare repository)."""
-    folder = tmp_path_factory.mktemp("first")
-    environment = git_copy_with_tiny_data(folder, labelled_test=True)
-    remotes = tmp_path_factory.mktemp("remotes")
-    run(["git", "init", "-q", "--bare", str(remotes / "origin.git")], folder, environment)
-    run(["git", "remote", "add", "origin", str(remotes / "origin.git")], folder, environment)
-    run(["dvc", "remote", "add", "-d", "team", str(remotes / "dvc-cache")], folder, environment)
-    run(["dvc", "repro"], folder, environment)
-    commit_all(folder, environment, "results")
-    run(["git", "push", "-q", "origin", "HEAD:refs/heads/main"], folder, environment)
-    return folder, environment
 
 
 def clone(origin: Path, folder: Path, environment: dict[str, str]) -> dict[str, str]:
@@ -40,7 +25,10 @@ def clone(origin: Path, folder: Path, environment: dict[str, str]) -> dict[str, 
     )
     run(["git", "config", "user.email", "mate@example.com"], folder, environment)
     run(["git", "config", "user.name", "mate"], folder, environment)
-    return {**environment, "MLFLOW_TRACKING_URI": f"sqlite:///{folder / 'store'}.db"}
+    return {
+        **environment,
+        "MLFLOW_TRACKING_URI": f"sqlite:///{folder.parent / folder.name}-mlflow.db",
+    }
 
 
 def origin_of(folder: Path, environment: dict[str, str]) -> Path:
@@ -49,10 +37,10 @@ def origin_of(folder: Path, environment: dict[str, str]) -> Path:
 
 @pytest.mark.slow
 def test_a_pulled_clone_is_up_to_date_and_repro_is_a_no_op(
-    reproduced: tuple[Path, dict[str, str]], tmp_path: Path
+    reproduced: ReproducedProject, tmp_path: Path
 ) -> None:
     # given a project whose results were pushed to the team's remotes
-    first, environment = reproduced
+    first, environment = reproduced.folder, reproduced.environment
     run(["dvc", "push"], first, environment)
 
     # when a teammate clones it and pulls
@@ -81,10 +69,10 @@ def runs_of_experiment(environment: dict[str, str], name: str) -> list[mlflow.en
 
 @pytest.mark.slow
 def test_queued_training_experiments_reuse_the_searches_and_share_the_cpus(
-    reproduced: tuple[Path, dict[str, str]], tmp_path: Path
+    reproduced: ReproducedProject, tmp_path: Path
 ) -> None:
     # given two queued experiments that change only the MLP's training
-    first, environment = reproduced
+    first, environment = reproduced.folder, reproduced.environment
     names = ("ann-epochs-3", "ann-epochs-4")
     for epochs, name in zip((3, 4), names, strict=True):  # tiny params train 2
         setting = f"train.ann.max_epochs={epochs}"

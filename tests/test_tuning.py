@@ -255,9 +255,11 @@ def test_a_trial_orphaned_by_a_kill_is_run_again(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_distributed_search_nests_every_workers_trials_under_the_chiefs_run(
-    project: Path,
+    project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # given a search of four trials and Keras Tuner's variables for a chief and two workers
+    # given a store of its own (the kill test's search has the same fingerprint), a search of
+    # four trials, and Keras Tuner's variables for a chief and two workers
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'distributed.db'}")
     params = yaml.safe_load(Path("params.yaml").read_text())
     params["tune"]["tuner"] = "random"
     params["tune"]["ann"]["budget"]["max_trials"] = 4
