@@ -100,7 +100,13 @@ def tracking_uri_of(config: TeamServerConfig) -> str:
 def _load_secrets(paths: ServerPaths) -> dict[str, str]:
     """The generated secrets, created on first start (never MLflow's or anyone's default)."""
     if paths.secrets.exists():
-        return dict(json.loads(paths.secrets.read_text()))
+        try:
+            return dict(json.loads(paths.secrets.read_text()))
+        except (json.JSONDecodeError, TypeError, ValueError):
+            raise UserError(
+                f"{paths.secrets}: not the JSON `digits server start` wrote; restore it from a "
+                "backup (the database and admin passwords are in it)"
+            ) from None
     generated = {
         name: secrets.token_urlsafe(24)
         for name in ("admin_password", "database_password", "lock_password", "flask_secret_key")
