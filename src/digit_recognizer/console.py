@@ -32,6 +32,8 @@ def quiet_libraries() -> None:
     """Library chatter off; real warnings and errors still reach the user."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TensorFlow C++ info and warnings
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    # With a tracking server MLflow prints two links per run; each stage names its run already.
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
     # MLflow's INFO lines ("Creating initial MLflow database tables") are about its internals.
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
     for message in _IGNORED_WARNINGS:

@@ -345,6 +345,9 @@ def start(config: TeamServerConfig, root: Path) -> ServerInfo:
         **os.environ,
         "MLFLOW_AUTH_CONFIG_PATH": str(paths.auth_config),
         "MLFLOW_FLASK_SERVER_SECRET_KEY": keys["flask_secret_key"],
+        # MLflow 3 also starts seven job consumers for GenAI features this project never
+        # uses; on 2 cores their start-up and polling competed with training.
+        "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
     }
     with paths.mlflow_log.open("ab") as log:
         server = subprocess.Popen(
