@@ -69,6 +69,29 @@ def tag(run: dict[str, Any], name: str) -> str | None:
     return next((t["value"] for t in run["data"].get("tags", []) if t["key"] == name), None)
 
 
+def advisory_lock_waiters(lock_url: str, seconds: float) -> int:
+    """How many sessions wait for an advisory lock, once at least one does (or time is up)."""
+    import psycopg
+
+    deadline = time.monotonic() + seconds
+    with psycopg.connect(lock_url, autocommit=True) as connection:
+        while True:
+            row = connection.execute(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+            ).fetchone()
+            waiting = int(row[0]) if row else 0
+            if waiting or time.monotonic() > deadline:
+                return waiting
+            time.sleep(0.5)
+
+
+def model_champion(uri: str, user: dict[str, str]) -> str:
+    status, model = api(uri, "GET", f"registered-models/get?name={MODEL}", user)
+    assert status == 200
+    aliases = {a["alias"]: a["version"] for a in model["registered_model"]["aliases"]}
+    return str(aliases["champion"])
+
+
 @pytest.mark.slow
 def test_the_team_server_runs_the_pipeline_and_serialises_promotions(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
@@ -137,7 +160,7 @@ def test_the_team_server_runs_the_pipeline_and_serialises_promotions(
         status, versions = api(uri, "GET", f"model-versions/search?filter=name='{MODEL}'", reader)
         assert status == 200 and len(versions["model_versions"]) == 2
         status, model = api(uri, "GET", f"registered-models/get?name={MODEL}", reader)
-        champion = model["registered_model"]["aliases"][0]["version"]
+        champion = model_champion(uri, reader)
 
         # and a read-only user may look but not move the champion
         move = {"name": MODEL, "alias": "champion", "version": "1"}
@@ -165,8 +188,9 @@ def test_the_team_server_runs_the_pipeline_and_serialises_promotions(
                 stderr=subprocess.PIPE,
                 text=True,
             )
-            time.sleep(15)
+            assert advisory_lock_waiters(editor[LOCK_URL_VARIABLE], seconds=120) == 1
             assert waiting.poll() is None, "the promotion did not wait for the lock"
+            assert model_champion(uri, reader) == champion, "nothing moved while it waited"
         waiting_error = waiting.communicate(timeout=300)[1]
         assert waiting.returncode == 0, waiting_error
         # and two promotions from the two folders race
@@ -190,7 +214,7 @@ def test_the_team_server_runs_the_pipeline_and_serialises_promotions(
         history = json.loads(tags["champion_history"])
         assert history[0] == champion and history[1] == "3"
         assert sorted(history[2:]) == ["1", "4"], history
-        assert model["registered_model"]["aliases"][0]["version"] == history[-1]
+        assert model_champion(uri, reader) == history[-1]
         # and digits serve loads the champion through the server
         port = free_port()
         served = start(
