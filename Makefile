@@ -1,6 +1,6 @@
 # One task runner for people, the README and CI.
 #   make run    set up .venv, fetch data/, dvc repro (the whole pipeline)
-#   make test   set up .venv, lint, type-check, run the test suite
+#   make test   set up .venv, lint, type-check, PostgreSQL if missing, run the test suite
 #   make full   the `full` profile: an ensemble of longer-trained CNNs, a longer augmented MLP
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
@@ -8,7 +8,7 @@ BIN := $(CURDIR)/$(VENV)/bin
 INSTALLED := $(VENV)/.installed
 export PATH := $(BIN):$(PATH)
 
-.PHONY: run full test venv data lint typecheck pytest
+.PHONY: run full test venv data lint typecheck pytest postgres
 
 venv: $(INSTALLED)
 
@@ -41,4 +41,16 @@ typecheck: $(INSTALLED)
 pytest: $(INSTALLED)
 	pytest
 
-test: lint typecheck pytest
+# The team-server test runs PostgreSQL's own programs (initdb, pg_ctl): Debian's package,
+# installed here when missing and we may (root), else named in one line.
+postgres:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null || \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "installing PostgreSQL (apt-get install postgresql)"; \
+		apt-get update -qq && apt-get install -y -qq postgresql >/dev/null; \
+	else \
+		echo "make test needs PostgreSQL's server programs: sudo apt-get install postgresql" >&2; \
+		exit 1; \
+	fi
+
+test: lint typecheck postgres pytest
