@@ -495,7 +495,10 @@ def add_user(
             for resource_type, resource_id in _project_resources(tracking_uri, mlflow_config):
                 client.grant_user_permission(user, resource_type, resource_id, "EDIT")
     except MlflowException as error:
-        raise UserError(f"add-user {user}: {error.message}") from None
+        # MLflow appends the failed SQL (with the password's hash) after " Error: ": keep the
+        # sentence before it.
+        reason = error.message.strip().splitlines()[0].split(" Error: ")[0]
+        raise UserError(f"add-user {user}: {reason}") from None
     lock_url = _database_urls(config, keys)
     env_path = paths.client_env(user)
     _write_client_env(
