@@ -110,15 +110,20 @@ def test_a_space_that_cannot_build_is_refused(
     assert tune_parents("cnn")[0].info.status == "FAILED"
 
 
-@pytest.mark.slow
-def test_killed_search_resumes_without_repeating_or_duplicating_trials(project: Path) -> None:
-    # given a search with several trials
+def prepare_four_trial_search() -> None:
+    """The project's ANN search as four random trials (units 8 to 64), its data prepared."""
     params = yaml.safe_load(Path("params.yaml").read_text())
     params["tune"]["tuner"] = "random"
     params["tune"]["ann"]["budget"]["max_trials"] = 4
     params["tune"]["ann"]["space"]["units"] = [8, 16, 32, 64]
     Path("params.yaml").write_text(yaml.safe_dump(params))
     assert main(["prepare"]) == 0
+
+
+@pytest.mark.slow
+def test_killed_search_resumes_without_repeating_or_duplicating_trials(project: Path) -> None:
+    # given a search with several trials
+    prepare_four_trial_search()
     environment = {**os.environ, "PYTHONPATH": str(REPOSITORY / "src")}
     # when it is killed (SIGKILL: no clean-up at all) after its first trial
     process = subprocess.Popen(
@@ -260,12 +265,7 @@ def test_distributed_search_nests_every_workers_trials_under_the_chiefs_run(
     # given a store of its own (the kill test's search has the same fingerprint), a search of
     # four trials, and Keras Tuner's variables for a chief and two workers
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'distributed.db'}")
-    params = yaml.safe_load(Path("params.yaml").read_text())
-    params["tune"]["tuner"] = "random"
-    params["tune"]["ann"]["budget"]["max_trials"] = 4
-    params["tune"]["ann"]["space"]["units"] = [8, 16, 32, 64]
-    Path("params.yaml").write_text(yaml.safe_dump(params))
-    assert main(["prepare"]) == 0
+    prepare_four_trial_search()
     base = {
         **os.environ,
         "PYTHONPATH": str(REPOSITORY / "src"),
