@@ -13,6 +13,7 @@ from digit_recognizer.models.architectures import (
     AnnHyperparameters,
     CnnHyperparameters,
     build_model,
+    training_loss,
 )
 from digit_recognizer.models.schedule import cosine_learning_rate, cosine_schedule
 from digit_recognizer.tuning import make_hypermodel, model_input, planned_trials
@@ -46,6 +47,21 @@ def test_training_lowers_the_loss() -> None:
     model = build_model(AnnHyperparameters(units=32, hidden_layers=1))
     history = model.fit(model_input(data.images), data.labels, epochs=4, verbose=0)
     assert history.history["loss"][-1] < history.history["loss"][0]
+
+
+def test_label_smoothing_spreads_the_target_over_every_class() -> None:
+    labels = np.array([3, 7], dtype=np.uint8)
+    probabilities = np.full((2, 10), 0.02, dtype=np.float32)
+    probabilities[[0, 1], labels] = 0.82
+    smoothing = 0.1
+    targets = np.full((2, 10), smoothing / 10)
+    targets[[0, 1], labels] += 1 - smoothing
+    expected = float(np.mean(-(targets * np.log(probabilities)).sum(axis=1)))
+    smoothed = float(np.mean(training_loss(smoothing)(labels, probabilities)))
+    assert smoothed == pytest.approx(expected, rel=1e-4)
+    assert training_loss(0.0) == "sparse_categorical_crossentropy"
+    model = build_model(AnnHyperparameters(units=8, hidden_layers=1), label_smoothing=smoothing)
+    assert model.loss is not None and model.loss != "sparse_categorical_crossentropy"
 
 
 def test_hyperband_trial_count_matches_keras_tuner() -> None:

@@ -177,6 +177,8 @@ class TrainFamilyConfig(Section):
     reduce_lr_factor: float = Field(default=0.5, gt=0.0, lt=1.0)
     warmup_epochs: int = Field(default=1, ge=0)
     min_steps_per_epoch: int = Field(default=100, ge=1)  # an epoch is at least this many batches
+    # share of each target spread evenly over the ten classes (0: plain cross-entropy)
+    label_smoothing: float = Field(default=0.0, ge=0.0, lt=1.0)
     # networks trained with seeds seed, seed+1, ...; above 1 they are saved as one model that
     # averages their probabilities (an ensemble)
     members: int = Field(default=1, ge=1, le=20)

@@ -251,7 +251,9 @@ def run_train(params: Params, family: Family, root: Path) -> TrainedModel:
             log_epoch = epoch_logger(name, "" if config.members == 1 else f"{name}/", config)
             keras.utils.set_random_seed(params.seed + member)
             use_precision(precision)
-            network = build_model(typed_hyperparameters, name=name)
+            network = build_model(
+                typed_hyperparameters, name=name, label_smoothing=config.label_smoothing
+            )
             member_history = fit_member(
                 network, train, validation, config, params.seed + member, log_epoch
             )

@@ -104,9 +104,30 @@ def _cnn_body(inputs: Any, hyperparameters: CnnHyperparameters) -> Any:
     )
 
 
-def build_model(hyperparameters: Hyperparameters, name: str | None = None) -> keras.Model:
+def training_loss(label_smoothing: float = 0.0) -> Any:
+    """Cross-entropy on integer labels; above 0, each target puts ``label_smoothing`` of its
+    weight evenly on all classes (Keras' sparse loss has no such option)."""
+    import keras
+    from keras import ops
+
+    if label_smoothing == 0.0:
+        return "sparse_categorical_crossentropy"
+
+    def smoothed_sparse_crossentropy(labels: Any, probabilities: Any) -> Any:
+        targets = ops.one_hot(ops.cast(ops.reshape(labels, (-1,)), "int32"), CLASS_COUNT)
+        return keras.losses.categorical_crossentropy(
+            targets, probabilities, label_smoothing=label_smoothing
+        )
+
+    return smoothed_sparse_crossentropy
+
+
+def build_model(
+    hyperparameters: Hyperparameters, name: str | None = None, label_smoothing: float = 0.0
+) -> keras.Model:
     """Build and compile the model that ``hyperparameters`` describe (ANN or CNN), in the
-    current Keras dtype policy (see models/precision.py); ``name`` defaults to the family."""
+    current Keras dtype policy (see models/precision.py); ``name`` defaults to the family.
+    The loss is :func:`training_loss`; saved models are loaded without it (``compile=False``)."""
     import keras
     from keras import layers
 
@@ -125,7 +146,7 @@ def build_model(hyperparameters: Hyperparameters, name: str | None = None) -> ke
     model = keras.Model(inputs, outputs, name=name or family)
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate=hyperparameters.learning_rate),
-        loss="sparse_categorical_crossentropy",
+        loss=training_loss(label_smoothing),
         metrics=["accuracy"],
     )
     return model
