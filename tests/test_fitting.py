@@ -8,7 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from digit_recognizer.models.architectures import CnnHyperparameters, build_model
+from digit_recognizer.models.architectures import (
+    AnnHyperparameters,
+    CnnHyperparameters,
+    build_model,
+)
 from digit_recognizer.models.fitting import (
     Augmentation,
     augment,
@@ -19,7 +23,7 @@ from digit_recognizer.models.fitting import (
 from digit_recognizer.models.precision import (
     choose_precision,
     cpu_flags,
-    float32_copy,
+    inference_copy,
     use_precision,
 )
 from tests.conftest import synthetic_digits
@@ -97,9 +101,22 @@ def test_a_bfloat16_model_is_saved_as_the_same_float32_classifier() -> None:
         use_precision(choose_precision("bfloat16", frozenset()))
         mixed = build_model(hyperparameters)
         mixed_probabilities = np.asarray(mixed(images))
-        copy = float32_copy(mixed, hyperparameters)
+        copy = inference_copy(mixed, hyperparameters)
     finally:
         use_precision(choose_precision("float32", frozenset()))
     assert {weight.dtype for weight in copy.weights} == {"float32"}
     assert copy.compute_dtype == "float32"
     assert np.allclose(np.asarray(copy(images)), mixed_probabilities, atol=0.05)
+
+
+def test_a_label_smoothed_model_is_saved_as_a_plain_classifier(tmp_path: Path) -> None:
+    import keras
+
+    hyperparameters = AnnHyperparameters(units=8, hidden_layers=1)
+    smoothed = build_model(hyperparameters, label_smoothing=0.1)
+    path = tmp_path / "model.keras"
+    inference_copy(smoothed, hyperparameters).save(path)
+    # compiled on load, as any Keras user would: the loss it names must be Keras' own
+    loaded = keras.models.load_model(path)
+    images = model_input(synthetic_digits(per_class=1, seed=5).images)
+    assert np.allclose(np.asarray(loaded(images)), np.asarray(smoothed(images)), atol=1e-6)

@@ -36,7 +36,7 @@ from digit_recognizer.models.fitting import (
 )
 from digit_recognizer.models.precision import (
     announce_compute,
-    float32_copy,
+    inference_copy,
     use_precision,
 )
 from digit_recognizer.models.schedule import cosine_schedule
@@ -258,8 +258,8 @@ def run_train(params: Params, family: Family, root: Path) -> TrainedModel:
                 network, train, validation, config, params.seed + member, log_epoch
             )
             history += [{"member": member + 1, **row} for row in member_history]
-            if precision.policy != "float32":
-                network = float32_copy(network, typed_hyperparameters)
+            if precision.policy != "float32" or config.label_smoothing:
+                network = inference_copy(network, typed_hyperparameters)
             networks.append(network)
         train_seconds = time.monotonic() - started
         model = networks[0] if len(networks) == 1 else average_of(networks, f"{family}_ensemble")
