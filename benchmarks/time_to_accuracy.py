@@ -2,6 +2,7 @@
 ``mnist_convnet`` example, side by side on the same data and machine.
 
     python benchmarks/time_to_accuracy.py            # after `dvc repro` (uses prepared/)
+    python benchmarks/time_to_accuracy.py --max-epochs 2   # our recipe on a 2-epoch schedule
 
 Our CNN is what `digits train cnn` builds: hyperparameters/cnn.json, the `train.cnn` settings
 and the precision `compute.precision` picks on this CPU. The Keras example is its published
@@ -102,14 +103,21 @@ def keras_example(train_images: np.ndarray, train_labels: np.ndarray) -> Contend
 
 
 def our_cnn(
-    params_path: Path, train_images: np.ndarray, train_labels: np.ndarray
+    params_path: Path, train_images: np.ndarray, train_labels: np.ndarray, max_epochs: int | None
 ) -> tuple[Contender, str]:
     params = load_params(params_path)
     config = params.train.cnn
+    name = "digit-recognizer CNN"
+    if max_epochs is not None:
+        # the same recipe with its warm-up and annealing squeezed into max_epochs
+        config = config.model_copy(update={"max_epochs": max_epochs})
+        name += f" ({max_epochs}-epoch schedule)"
     precision = choose_precision(params.compute.precision, cpu_flags())
     use_precision(precision)
     hyperparameters = load_best_hyperparameters(params, "cnn")
-    model = build_model(hyperparameters_from("cnn", hyperparameters))
+    model = build_model(
+        hyperparameters_from("cnn", hyperparameters), label_smoothing=config.label_smoothing
+    )
     augmentation = training_augmentation(config)
     steps = steps_per_epoch(len(train_images), config.batch_size, config.min_steps_per_epoch)
     schedule = schedule_callbacks(config)
@@ -130,7 +138,7 @@ def our_cnn(
         )
 
     contender = Contender(
-        "digit-recognizer CNN",
+        name,
         model,
         fit_epoch,
         config.max_epochs,
@@ -143,6 +151,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
     parser.add_argument("--target", type=float, default=0.99)
+    parser.add_argument(
+        "--max-epochs",
+        type=int,
+        help="train our CNN on a schedule of this many epochs (default: train.cnn.max_epochs)",
+    )
     parser.add_argument("--json", type=Path, help="also write the results here")
     arguments = parser.parse_args()
 
@@ -155,7 +168,7 @@ def main() -> None:
     if train.labels is None or test.labels is None:
         raise SystemExit(f"{prepared}/test.npz has no labels: the benchmark needs MNIST's test set")
     keras.utils.set_random_seed(params.seed)
-    ours, precision = our_cnn(arguments.params, train.images, train.labels)
+    ours, precision = our_cnn(arguments.params, train.images, train.labels, arguments.max_epochs)
     contenders = [ours, keras_example(train.images, train.labels)]
     test_images = model_input(test.images)
     print(f"CPU: {cpu_model()}; our precision: {precision}", flush=True)
