@@ -199,6 +199,24 @@ def test_a_space_typo_keeps_the_saved_search(project: Path) -> None:
     assert sorted(Path("tuning/cnn").iterdir()) == saved
 
 
+def test_a_search_resumed_on_another_thread_budget_keeps_its_run(project: Path) -> None:
+    # given a search run on one thread (as under `dvc queue start -j 2`), with a seed of its
+    # own so that no other test's search in the session store is resumed
+    params = yaml.safe_load(Path("params.yaml").read_text())
+    params["seed"], params["compute"]["threads"] = 7, 1
+    Path("params.yaml").write_text(yaml.safe_dump(params))
+    assert main(["prepare"]) == 0
+    assert main(["tune", "ann"]) == 0
+    # when the same search runs again on two threads
+    params["compute"]["threads"] = 2
+    Path("params.yaml").write_text(yaml.safe_dump(params))
+    assert main(["tune", "ann"]) == 0
+    # then it resumes the same run: the first budget stays its param, the second is a tag
+    [parent] = [run for run in tune_parents("ann") if run.data.params["seed"] == "7"]
+    assert parent.data.params["threads"] == "1"
+    assert "threads=2" in parent.data.tags["resumed_with"]
+
+
 def test_a_search_no_better_than_chance_fails_the_stage(
     project: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -192,6 +192,10 @@ def make_hypermodel(family: Family, space: dict[str, list[Any]]) -> keras_tuner.
     return FamilyHyperModel(name=family)
 
 
+def _described(values: dict[str, str]) -> str:
+    return ", ".join(f"{key}={value}" for key, value in values.items())
+
+
 def planned_trials(tuner_name: str, budget: SearchBudget) -> int:
     """How many trials the search will run (Hyperband: its brackets' successive halvings)."""
     if tuner_name != "hyperband":
@@ -578,17 +582,22 @@ def run_tune(params: Params, family: Family, root: Path) -> TuneResult:
         {**setup.tags, **tracking.lineage_tags(root, prepared_data_md5(params.paths))},
         run_id=parent_id,
     ) as run_id:
-        tracking.log_params(
-            {
-                "tuner": params.tune.tuner,
-                "seed": params.seed,
-                "train_rows": len(train),
-                "validation_rows": len(validation),
-                **setup.compute_params,
-                **{f"budget.{k}": v for k, v in budget.model_dump().items()},
-                **{f"space.{k}": v for k, v in family_config.space.model_dump().items()},
-            }
-        )
+        search_params = {
+            "tuner": params.tune.tuner,
+            "seed": params.seed,
+            "train_rows": len(train),
+            "validation_rows": len(validation),
+            **{f"budget.{k}": v for k, v in budget.model_dump().items()},
+            **{f"space.{k}": v for k, v in family_config.space.model_dump().items()},
+        }
+        if parent_id is None:
+            tracking.log_params({**search_params, **setup.compute_params})
+        else:
+            # A resumed search is the same search (same fingerprint), but this process may run
+            # on another thread budget; MLflow refuses to change a logged param, so the params
+            # keep the first process's and a tag names this one's.
+            tracking.log_params(search_params)
+            tracking.set_tags({"resumed_with": _described(setup.compute_params)})
         runs = tracking.ChildRuns(store, run_id, key_tag="trial_id")
         tuner = _build_tuner(params, family, setup, runs, role.tuner_id)
         requeue_orphaned_trials(tuner.oracle)
