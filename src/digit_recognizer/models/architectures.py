@@ -127,7 +127,8 @@ def build_model(
 ) -> keras.Model:
     """Build and compile the model that ``hyperparameters`` describe (ANN or CNN), in the
     current Keras dtype policy (see models/precision.py); ``name`` defaults to the family.
-    The loss is :func:`training_loss`; saved models are loaded without it (``compile=False``)."""
+    The loss is :func:`training_loss`; a trained network is saved as an ``inference_copy``
+    (models/precision.py), which names only Keras' own loss."""
     import keras
     from keras import layers
 
