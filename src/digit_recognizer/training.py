@@ -258,9 +258,7 @@ def run_train(params: Params, family: Family, root: Path) -> TrainedModel:
                 network, train, validation, config, params.seed + member, log_epoch
             )
             history += [{"member": member + 1, **row} for row in member_history]
-            if precision.policy != "float32" or config.label_smoothing:
-                network = inference_copy(network, typed_hyperparameters)
-            networks.append(network)
+            networks.append(inference_copy(network, typed_hyperparameters))
         train_seconds = time.monotonic() - started
         model = networks[0] if len(networks) == 1 else average_of(networks, f"{family}_ensemble")
         tracking.log_params({"parameters": model.count_params()})

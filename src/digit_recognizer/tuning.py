@@ -192,10 +192,6 @@ def make_hypermodel(family: Family, space: dict[str, list[Any]]) -> keras_tuner.
     return FamilyHyperModel(name=family)
 
 
-def _described(values: dict[str, str]) -> str:
-    return ", ".join(f"{key}={value}" for key, value in values.items())
-
-
 def planned_trials(tuner_name: str, budget: SearchBudget) -> int:
     """How many trials the search will run (Hyperband: its brackets' successive halvings)."""
     if tuner_name != "hyperband":
@@ -597,7 +593,8 @@ def run_tune(params: Params, family: Family, root: Path) -> TuneResult:
             # on another thread budget; MLflow refuses to change a logged param, so the params
             # keep the first process's and a tag names this one's.
             tracking.log_params(search_params)
-            tracking.set_tags({"resumed_with": _described(setup.compute_params)})
+            resumed_with = ", ".join(f"{k}={v}" for k, v in setup.compute_params.items())
+            tracking.set_tags({"resumed_with": resumed_with})
         runs = tracking.ChildRuns(store, run_id, key_tag="trial_id")
         tuner = _build_tuner(params, family, setup, runs, role.tuner_id)
         requeue_orphaned_trials(tuner.oracle)
