@@ -54,6 +54,7 @@ def tiny_params() -> dict:
     params = yaml.safe_load((REPOSITORY / "params.yaml").read_text())
     params["prepare"]["eda_samples_per_class"] = 2
     params["prepare"]["validation_fraction"] = 0.25
+    params["robustness"]["images_per_kind"] = 5
     return shrink_to_tiny_budgets(params)
 
 
@@ -92,7 +93,13 @@ def shrink_to_tiny_budgets(params: dict) -> dict:
         logistic_regression={"inverse_regularization": [1.0], "max_iter": 50},
     )
     # gates a tiny model on tiny data can pass; the tests of the gates set their own
-    params["promote"].update(min_test_accuracy=0.3, min_class_recall=0.0, max_latency_ms=1000.0)
+    params["promote"].update(
+        min_test_accuracy=0.3,
+        min_class_recall=0.0,
+        max_latency_ms=1000.0,
+        min_robust_accuracy=0.0,
+        max_robust_accuracy_drop=1.0,
+    )
     params["evaluate"]["latency_repeats"] = 3
     params["evaluate"]["gallery_size"] = 4
     return params

@@ -15,6 +15,7 @@ from tests.conftest import REPOSITORY, synthetic_digits, tiny_params, write_tiny
 
 STAGES = (
     "prepare",
+    "robustness",
     "baselines",
     "tune@ann",
     "tune@cnn",

@@ -17,6 +17,7 @@ import numpy as np
 
 from digit_recognizer import tracking
 from digit_recognizer.config import MlflowConfig
+from digit_recognizer.data.robustness import ROBUSTNESS_SPLIT, load_robustness_set
 from digit_recognizer.data.splits import SplitPredictions, evaluation_split, table_digest
 from digit_recognizer.models.architectures import AnnHyperparameters, build_model
 
@@ -35,10 +36,12 @@ def register_candidate(
     validation_accuracy: float = 0.99,
     latency_ms: float = 1.0,
     other_data: bool = False,
+    robust_wrong: Iterable[int] = (),
 ) -> Candidate:
     """Log a training run with an evaluation and register its model.
 
     ``other_data``: the logged predictions are for other images (an earlier test file).
+    ``robust_wrong``: the robustness set's pictures it gets wrong (the robustness stage ran).
     """
     split, table = evaluation_split(root / "prepared")
     assert table.labels is not None
@@ -58,6 +61,17 @@ def register_candidate(
         digest = "other-images" if other_data else table_digest(table)
         tracking.log_dict(
             SplitPredictions(split, digest, predicted).as_json(), tracking.PREDICTIONS_ARTIFACT
+        )
+        robustness = load_robustness_set(root / "robustness" / "robustness.npz").table
+        assert robustness.labels is not None
+        robust_predicted = robustness.labels.astype(np.int64)
+        robust_index = np.asarray(list(robust_wrong), dtype=np.int64)
+        robust_predicted[robust_index] = (robust_predicted[robust_index] + 1) % 10
+        tracking.log_dict(
+            SplitPredictions(
+                ROBUSTNESS_SPLIT, table_digest(robustness), robust_predicted
+            ).as_json(),
+            tracking.ROBUSTNESS_PREDICTIONS_ARTIFACT,
         )
         with tempfile.TemporaryDirectory() as folder:
             keras_path = Path(folder) / "model.keras"

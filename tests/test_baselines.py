@@ -15,8 +15,9 @@ from digit_recognizer.reporting import write_report
 
 
 def test_baselines_are_scored_tracked_and_logged_with_signatures(project: Path) -> None:
-    # given prepared tiny data
+    # given prepared tiny data and its robustness set
     assert main(["prepare"]) == 0
+    assert main(["robustness"]) == 0
     # when the baselines stage runs
     assert main(["baselines"]) == 0
     # then each one has the same DVC headline metrics as the neural networks, and every score
@@ -67,6 +68,7 @@ def test_report_names_every_model_with_its_accuracy_from_the_scores(tmp_path: Pa
                     "evaluation_split": "test",
                     "test_accuracy": accuracy,
                     "test_macro_f1": accuracy - 0.001,
+                    "robust_accuracy": accuracy - 0.1,
                     "train_seconds": 10.0 + index,
                     "latency_ms_batch1": 0.5 + index,
                     "latency_ms_batch256": 0.01,
@@ -84,6 +86,7 @@ def test_report_names_every_model_with_its_accuracy_from_the_scores(tmp_path: Pa
     assert [row.split("|")[2].strip() for row in rows] == ranked
     for name, accuracy in accuracies.items():
         assert f"| {name} |" in summary and f"{accuracy:.2%}" in summary, name
+        assert f"{accuracy - 0.1:.2%}" in summary, f"{name}: its robustness-set accuracy"
     assert "97.77%" in summary and "99.12%" in summary and "95.99%" in summary
     assert "the CNN beats the ANN (99.42% vs 98.31%" in summary
     assert "beats the best classical model (knn, 97.12%) by 2.30 points" in summary

@@ -102,6 +102,7 @@ def served_champion(
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'serving.db'}")
     serve_params(max_request_bytes=100_000, poll_seconds=0.5)
     assert main(["prepare"]) == 0
+    assert main(["robustness"]) == 0
     version = register_candidate(project, "cnn", range(10)).version
     assert (
         promote(load_params(Path("params.yaml")), project, version=version).decision == "promoted"
@@ -257,6 +258,7 @@ def test_mlflow_ui_serves_the_project_store(
     # given a store with a run, selected by the project (no MLFLOW_TRACKING_URI)
     monkeypatch.delenv("MLFLOW_TRACKING_URI")
     assert main(["prepare"]) == 0
+    assert main(["robustness"]) == 0
     register_candidate(project, "ann", [])
     port = free_port()
     process = start(
@@ -287,6 +289,7 @@ def test_predict_writes_a_submission_from_csv_and_png(
 ) -> None:
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'predict.db'}")
     assert main(["prepare"]) == 0
+    assert main(["robustness"]) == 0
     version = register_candidate(project, "ann", []).version
     # from the test CSV with a named version
     assert (

@@ -19,8 +19,10 @@ from digit_recognizer.data.splits import load_split
 
 @pytest.fixture
 def tuned_project(project: Path) -> Path:
-    """Tiny project with prepared data and fixed best hyperparameters for both families."""
+    """Tiny project with prepared data, its robustness set and fixed best hyperparameters for
+    both families."""
     assert main(["prepare"]) == 0
+    assert main(["robustness"]) == 0
     Path("hyperparameters").mkdir()
     Path("hyperparameters/ann.json").write_text(
         json.dumps(

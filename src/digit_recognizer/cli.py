@@ -18,7 +18,7 @@ from digit_recognizer.config import FAMILIES, Params, load_params
 from digit_recognizer.errors import UserError
 
 if TYPE_CHECKING:
-    from digit_recognizer.serving import ServerCommand
+    from digit_recognizer.serving.commands import ServerCommand
 
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
@@ -49,6 +49,18 @@ def _prepare(arguments: argparse.Namespace, params: Params) -> None:
     result = run_prepare(params, project_root())
     counts = ", ".join(f"{name} {count}" for name, count in result.rows.items())
     print(f"prepare: {counts} rows; stats in {result.statistics_path}; MLflow run {result.run_id}")
+
+
+def _robustness(arguments: argparse.Namespace, params: Params) -> None:
+    from digit_recognizer.stages.robustness import run_robustness
+    from digit_recognizer.tracking import project_root
+
+    result = run_robustness(params, project_root())
+    print(
+        f"robustness: {result.pictures} pictures from the {result.evaluation_split} split read "
+        f"back into {result.set_path}; examples in {result.examples_path}; MLflow run "
+        f"{result.run_id}"
+    )
 
 
 def _tune(arguments: argparse.Namespace, params: Params) -> None:
@@ -190,7 +202,7 @@ def _run_server(command: ServerCommand) -> None:
 
 
 def _serve(arguments: argparse.Namespace, params: Params) -> None:
-    from digit_recognizer.serving import serve_command
+    from digit_recognizer.serving.commands import serve_command
     from digit_recognizer.tracking import project_root
 
     _run_server(
@@ -201,7 +213,7 @@ def _serve(arguments: argparse.Namespace, params: Params) -> None:
 
 
 def _ui(arguments: argparse.Namespace, params: Params) -> None:
-    from digit_recognizer.serving import ui_command
+    from digit_recognizer.serving.commands import ui_command
     from digit_recognizer.tracking import project_root, tracking_uri
 
     shared = tracking_uri(project_root())
@@ -212,7 +224,7 @@ def _ui(arguments: argparse.Namespace, params: Params) -> None:
 
 
 def _predict(arguments: argparse.Namespace, params: Params) -> None:
-    from digit_recognizer.serving import predict_batch
+    from digit_recognizer.serving.commands import predict_batch
     from digit_recognizer.tracking import project_root
 
     rows = predict_batch(
@@ -277,6 +289,11 @@ def build_parser() -> argparse.ArgumentParser:
     prepare = commands.add_parser("prepare", help="stage: validate, split, EDA, data stats")
     prepare.set_defaults(handler=_prepare)
 
+    robustness = commands.add_parser(
+        "robustness", help="stage: the evaluation digits as pictures, read the MNIST way"
+    )
+    robustness.set_defaults(handler=_robustness)
+
     family_stages = (
         ("tune", _tune, "stage: Keras Tuner search for one model family"),
         ("train", _train, "stage: final fit of one family, logged and registered"),
@@ -336,7 +353,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         nargs="+",
         required=True,
-        help="one CSV in the test.csv layout, or PNG images",
+        help="CSVs in the test.csv layout and pictures of digits (PNG, JPEG, ...), any mix",
     )
     predict.add_argument("--version", help="use this version instead of the champion")
     predict.add_argument(

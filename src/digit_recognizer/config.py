@@ -35,6 +35,15 @@ class PathsConfig(Section):
     models_dir: str = "models"
     plots_dir: str = "plots"
     submissions_dir: str = "submissions"
+    robustness_dir: str = "robustness"
+
+    @property
+    def robustness_set(self) -> Path:
+        return Path(self.robustness_dir) / "robustness.npz"
+
+    @property
+    def robustness_examples(self) -> Path:
+        return Path(self.robustness_dir) / "examples.png"
 
     @property
     def train_csv(self) -> Path:
@@ -88,6 +97,12 @@ class PrepareConfig(Section):
     # fits, stops early or searches on; final scores and promotion use it instead of test.csv.
     holdout_fraction: float = Field(default=0.1, gt=0.0, lt=0.5)
     eda_samples_per_class: int = Field(default=10, ge=1, le=30)
+
+
+class RobustnessConfig(Section):
+    """The robustness set: evaluation digits as pictures people hand over, read the MNIST way."""
+
+    images_per_kind: int = Field(default=1000, ge=1, le=10_000)
 
 
 class ComputeConfig(Section):
@@ -236,6 +251,10 @@ class PromoteConfig(Section):
     significance_level: float = Field(default=0.05, gt=0.0, lt=1.0)
     min_class_recall: float = Field(default=0.95, ge=0.0, le=1.0)
     max_latency_ms: float = Field(default=50.0, gt=0.0)  # one image, batch of 1
+    # on the robustness set (pictures read the MNIST way): a floor, and the most a candidate
+    # may fall below the sitting champion, however much better it is on the plain split
+    min_robust_accuracy: float = Field(default=0.9, ge=0.0, le=1.0)
+    max_robust_accuracy_drop: float = Field(default=0.01, ge=0.0, le=1.0)
 
 
 class ServeConfig(Section):
@@ -245,6 +264,13 @@ class ServeConfig(Section):
     poll_seconds: float = Field(default=5.0, gt=0.0, le=3600.0)  # alias checks (champion)
     max_request_bytes: int = Field(default=8_000_000, ge=10_000)  # larger bodies get 413
     ui_port: int = Field(default=5000, ge=1, le=65535)
+
+
+class PicturesConfig(Section):
+    """What ``digits predict`` and ``digits serve`` accept as a picture of a digit."""
+
+    max_pixels: int = Field(default=40_000_000, ge=784)  # width x height; larger: refused
+    max_bytes: int = Field(default=20_000_000, ge=1_000)  # a file for predict (serve: its body)
 
 
 class TeamServerConfig(Section):
@@ -269,6 +295,7 @@ class Params(Section):
     paths: PathsConfig = PathsConfig()
     mlflow: MlflowConfig = MlflowConfig()
     prepare: PrepareConfig = PrepareConfig()
+    robustness: RobustnessConfig = RobustnessConfig()
     compute: ComputeConfig = ComputeConfig()
     baselines: BaselinesConfig = BaselinesConfig()
     tune: TuneConfig = TuneConfig()
@@ -276,6 +303,7 @@ class Params(Section):
     evaluate: EvaluateConfig = EvaluateConfig()
     promote: PromoteConfig = PromoteConfig()
     serve: ServeConfig = ServeConfig()
+    pictures: PicturesConfig = PicturesConfig()
     server: TeamServerConfig = TeamServerConfig()
 
 

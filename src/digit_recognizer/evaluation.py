@@ -22,8 +22,12 @@ import numpy.typing as npt
 from digit_recognizer import registry_client, tracking
 from digit_recognizer.config import Family, Params
 from digit_recognizer.data.kaggle_csv import DIGITS, IMAGE_SIDE, write_submission
+from digit_recognizer.data.robustness import (
+    ROBUSTNESS_SPLIT,
+    load_robustness_set,
+    robust_accuracies,
+)
 from digit_recognizer.data.splits import (
-    EvaluationSplit,
     SplitPredictions,
     evaluation_split,
     load_split,
@@ -39,6 +43,7 @@ HEADLINE_METRICS = (
     "test_accuracy",
     "test_macro_f1",
     "test_log_loss",
+    "robust_accuracy",
     "latency_ms_batch1",
     "model_size_bytes",
     "train_seconds",
@@ -49,7 +54,7 @@ HEADLINE_METRICS = (
 class Evaluation:
     family: str
     metrics: dict[str, float]
-    scored_split: EvaluationSplit
+    scored_split: str
     submission_path: Path
 
 
@@ -179,6 +184,7 @@ class ModelScores:
     metrics: dict[str, float]
     artifacts: list[Path]
     evaluation: SplitPredictions
+    robustness: SplitPredictions  # the robustness set's pictures, read the MNIST way
     test_predictions: npt.NDArray[np.int64]  # data/test.csv, for the submission
 
 
@@ -193,6 +199,9 @@ def evaluate_model(model: ModelUnderTest, params: Params) -> ModelScores:
     scored_probabilities = model.predict(scored.images)
     metrics = score(validation.labels, model.predict(validation.images), "validation")
     metrics.update(score(scored.labels, scored_probabilities, "test"))
+    robustness = load_robustness_set(params.paths.robustness_set)
+    robust_predicted = model.predict(robustness.table.images).argmax(axis=1)
+    metrics.update(robust_accuracies(robustness, robust_predicted))
     for member, member_predict in model.members:
         for prefix, table in (("validation", validation), ("test", scored)):
             hits = member_predict(table.images).argmax(axis=1) == table.labels
@@ -234,6 +243,7 @@ def evaluate_model(model: ModelUnderTest, params: Params) -> ModelScores:
         metrics,
         [confusion_png, errors_png],
         SplitPredictions(split, table_digest(scored), predicted),
+        SplitPredictions(ROBUSTNESS_SPLIT, table_digest(robustness.table), robust_predicted),
         test_predictions,
     )
 
@@ -243,6 +253,7 @@ def summary_line(model: str, metrics: dict[str, float], split: str) -> str:
     return (
         f"{model}: {metrics['test_accuracy']:.2%} on {split} (validation "
         f"{metrics['validation_accuracy']:.2%}), macro-F1 {metrics['test_macro_f1']:.4f}, "
+        f"{metrics['robust_accuracy']:.2%} on the robustness set, "
         f"{metrics['latency_ms_batch1']:.1f} ms/image, {metrics['train_seconds']:.0f} s training"
     )
 
@@ -252,7 +263,8 @@ def headline(metrics: dict[str, float]) -> dict[str, str]:
     return {
         key: f"{value:.6f}"
         for key, value in metrics.items()
-        if key.endswith(("_accuracy", "_macro_f1", "_log_loss")) or key.startswith("latency")
+        if key.endswith(("_accuracy", "_macro_f1", "_log_loss"))
+        or key.startswith(("latency", "robust_accuracy"))
     }
 
 
@@ -309,6 +321,7 @@ def run_evaluate(params: Params, family: Family, root: Path) -> Evaluation:
         tracking.log_metrics(scores.metrics)
         tracking.log_artifacts(scores.artifacts, "evaluation")
         tracking.log_dict(scores.evaluation.as_json(), tracking.PREDICTIONS_ARTIFACT)
+        tracking.log_dict(scores.robustness.as_json(), tracking.ROBUSTNESS_PREDICTIONS_ARTIFACT)
     registry_client.Registry(store, trained.registered_name).tag_version(
         trained.version,
         {

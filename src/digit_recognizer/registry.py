@@ -27,6 +27,7 @@ import numpy.typing as npt
 from digit_recognizer import registry_client, tracking
 from digit_recognizer.config import FAMILIES, Params, PromoteConfig
 from digit_recognizer.data.kaggle_csv import DIGITS, DigitTable, write_submission
+from digit_recognizer.data.robustness import load_robustness_set, robust_accuracies
 from digit_recognizer.data.splits import (
     EvaluationSplit,
     SplitPredictions,
@@ -39,7 +40,7 @@ from digit_recognizer.errors import UserError
 from digit_recognizer.locks import registry_lock
 from digit_recognizer.training import load_trained, record_path
 
-CHAMPION = "champion"
+CHAMPION = registry_client.CHAMPION
 PREVIOUS = "previous-champion"
 HISTORY_TAG = "champion_history"
 ROLLED_BACK_TAG = "rolled_back_at"
@@ -64,6 +65,7 @@ class VersionScores:
     test_accuracy: float  # on the evaluation split, whichever it is
     min_class_recall: float
     latency_ms: float
+    robust_accuracy: float  # on the robustness set: the evaluation split as pictures
     rescored: bool  # predicted again through the registered model (other or unlogged data)
     correct: npt.NDArray[np.bool_] = field(repr=False, compare=False)
 
@@ -120,29 +122,44 @@ def mcnemar(
     return Comparison(len(candidate_correct), candidate_only, champion_only, p_value)
 
 
+def logged_or_predicted(
+    params: Params,
+    registry: registry_client.Registry,
+    record: registry_client.VersionRecord,
+    table: DigitTable,
+    artifact: str,
+) -> tuple[npt.NDArray[np.int64], bool]:
+    """A version's predictions for ``table``: those its evaluation logged when they are for
+    these very images; otherwise predicted again through the registered model (rescored)."""
+    evaluation_run = record.tags.get("evaluation_run_id")
+    logged = (
+        tracking.load_run_dict(evaluation_run, artifact, registry.store) if evaluation_run else None
+    )
+    predictions = SplitPredictions.from_json(logged) if logged else None
+    if predictions is not None and predictions.digest == table_digest(table):
+        return predictions.predicted, False
+    # none logged, or logged for other images (an earlier test file, holdout or robustness set)
+    model_uri = f"models:/{params.mlflow.registered_model_name}/{record.version}"
+    return registry_client.predict_labels(model_uri, registry.store, table.images), True
+
+
 def version_scores(
     params: Params,
     registry: registry_client.Registry,
     record: registry_client.VersionRecord,
     split: tuple[EvaluationSplit, DigitTable],
 ) -> VersionScores:
-    """Score a version on the evaluation split from the predictions its evaluation logged
-    when they are for these very images; otherwise predict again through the registered model."""
+    """Score a version on the evaluation split and on the robustness set."""
     table = split[1]
     assert table.labels is not None
-    store = registry.store
-    evaluation_run = record.tags.get("evaluation_run_id")
-    logged = (
-        tracking.load_run_dict(evaluation_run, tracking.PREDICTIONS_ARTIFACT, store)
-        if evaluation_run
-        else None
+    predicted, rescored = logged_or_predicted(
+        params, registry, record, table, tracking.PREDICTIONS_ARTIFACT
     )
-    predictions = SplitPredictions.from_json(logged) if logged else None
-    if predictions is not None and predictions.digest == table_digest(table):
-        predicted, rescored = predictions.predicted, False
-    else:  # none logged, or logged for other images (an earlier test file or holdout)
-        model_uri = f"models:/{params.mlflow.registered_model_name}/{record.version}"
-        predicted, rescored = registry_client.predict_labels(model_uri, store, table.images), True
+    robustness = load_robustness_set(params.paths.robustness_set)
+    robust_predicted, robust_rescored = logged_or_predicted(
+        params, registry, record, robustness.table, tracking.ROBUSTNESS_PREDICTIONS_ARTIFACT
+    )
+    evaluation_run = record.tags.get("evaluation_run_id")
     metrics = registry.run_metrics(evaluation_run) if evaluation_run else {}
     correct = np.asarray(predicted == table.labels)
     recalls = [float(correct[table.labels == digit].mean()) for digit in DIGITS]
@@ -154,14 +171,21 @@ def version_scores(
         test_accuracy=float(correct.mean()),
         min_class_recall=min(recalls),
         latency_ms=latency,
-        rescored=rescored,
+        robust_accuracy=robust_accuracies(robustness, robust_predicted)["robust_accuracy"],
+        rescored=rescored or robust_rescored,
         correct=correct,
     )
 
 
 def evaluate_gates(
-    candidate: VersionScores, comparison: Comparison | None, gates: PromoteConfig
+    candidate: VersionScores,
+    champion: VersionScores | None,
+    comparison: Comparison | None,
+    gates: PromoteConfig,
 ) -> list[Gate]:
+    """Floors on the candidate alone; against a sitting champion, the McNemar test and the
+    robustness rule: a candidate may not fall more than ``max_robust_accuracy_drop`` below
+    the champion on the robustness set, however much better it is on the evaluation split."""
     checks = [
         Gate(
             "min_test_accuracy",
@@ -181,7 +205,23 @@ def evaluate_gates(
             gates.max_latency_ms,
             candidate.latency_ms <= gates.max_latency_ms,
         ),
+        Gate(
+            "min_robust_accuracy",
+            candidate.robust_accuracy,
+            gates.min_robust_accuracy,
+            candidate.robust_accuracy >= gates.min_robust_accuracy,
+        ),
     ]
+    if champion is not None:
+        drop = champion.robust_accuracy - candidate.robust_accuracy
+        checks.append(
+            Gate(
+                "max_robust_accuracy_drop",
+                drop,
+                gates.max_robust_accuracy_drop,
+                drop <= gates.max_robust_accuracy_drop,
+            )
+        )
     if comparison is not None:
         checks.append(
             Gate(
@@ -333,10 +373,10 @@ def _decide(
         report.reason = f"version {champion_version}, the validation pick, is already the champion"
         return
     champion_record = registry.version(champion_version) if champion_version else None
-    if champion_record is not None:
-        champion = version_scores(params, registry, champion_record, split)
+    champion = version_scores(params, registry, champion_record, split) if champion_record else None
+    if champion is not None:
         report.comparison = mcnemar(chosen.correct, champion.correct)
-    report.gates = evaluate_gates(chosen, report.comparison, params.promote)
+    report.gates = evaluate_gates(chosen, champion, report.comparison, params.promote)
     report.candidate_version, report.candidate_family = chosen.version, chosen.family
     failed = [gate.name for gate in report.gates if not gate.passed]
     if not failed or report.forced:

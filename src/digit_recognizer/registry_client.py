@@ -12,6 +12,9 @@ from typing import Any
 from digit_recognizer.errors import UserError
 from digit_recognizer.tracking import Store
 
+# The alias promotion moves and serving follows.
+CHAMPION = "champion"
+
 
 @dataclass(frozen=True)
 class VersionRecord:

@@ -30,6 +30,7 @@ EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
 EXPERIMENT_KIND = "custom_model_development"
 # An evaluation run's per-image predictions on its evaluation split (SplitPredictions).
 PREDICTIONS_ARTIFACT = "evaluation/predictions.json"
+ROBUSTNESS_PREDICTIONS_ARTIFACT = "evaluation/robustness_predictions.json"
 _DVC_TEMPORARY_WORKSPACES = ("/.dvc/tmp/",)
 
 

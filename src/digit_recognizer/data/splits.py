@@ -114,9 +114,10 @@ def evaluation_split(prepared_dir: Path) -> tuple[EvaluationSplit, DigitTable]:
 
 @dataclass(frozen=True)
 class SplitPredictions:
-    """A model's predicted digit for every image of one labelled split, and which split."""
+    """A model's predicted digit for every image of one labelled split (the evaluation split,
+    or the robustness set), and which split."""
 
-    split: EvaluationSplit
+    split: str
     digest: str  # table_digest of the split: the same images, or not
     predicted: npt.NDArray[np.int64]
 

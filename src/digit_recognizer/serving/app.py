@@ -5,7 +5,8 @@ follows the registry.
 Serving ``@champion``, every worker polls the alias; when it moves (promote, rollback) the new
 version is loaded beside the old one and then swapped in with one assignment, so no request is
 dropped and each is answered by exactly one version, named in the ``X-Model-Version`` header.
-``GET /model`` says what is served. Configuration comes from the environment that
+``GET /model`` says what is served; ``GET /`` is a page to draw or drop a digit on, which asks
+``POST /explain`` what the model saw and answered. Configuration comes from the environment that
 ``serving.serve_command`` sets, so every uvicorn worker builds the same app.
 """
 
@@ -13,17 +14,15 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import json
 import os
 import threading
 import time
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-import numpy.typing as npt
-
 from digit_recognizer import registry_client, tracking
+from digit_recognizer.data.pictures import PictureLimits
+from digit_recognizer.serving.bodies import BadRequest, is_readable, request_rows
 
 VERSION_HEADER = "X-Model-Version"
 ENVIRONMENT_PREFIX = "DIGITS_SERVE_"
@@ -43,6 +42,7 @@ class ServedModel:
     pinned_version: str | None
     poll_seconds: float
     max_body_bytes: int
+    max_picture_pixels: int
 
     def environment(self) -> dict[str, str]:
         return {
@@ -62,6 +62,7 @@ class ServedModel:
             pinned_version=value("pinned_version") or None,
             poll_seconds=float(value("poll_seconds")),
             max_body_bytes=int(value("max_body_bytes")),
+            max_picture_pixels=int(value("max_picture_pixels")),
         )
 
 
@@ -94,11 +95,17 @@ class FollowingModel:
         return registry_client.load_pyfunc(f"models:/{self.served.name}/{version}", self._store)
 
     def predict(self, data: Any, params: dict[str, Any] | None = None) -> Any:
+        return self.predict_with_version(data, params)[1]
+
+    def predict_with_version(
+        self, data: Any, params: dict[str, Any] | None = None
+    ) -> tuple[str, Any]:
+        """The answer and the version that gave it (also named in the response's header)."""
         version, model = self._current
         cell = _answered_by.get(None)
         if cell is not None:
             cell["version"] = version
-        return model.predict(data, params=params)
+        return version, model.predict(data, params=params)
 
     def follow(self) -> None:
         """Poll the alias; load a new version fully before swapping it in."""
@@ -113,70 +120,17 @@ class FollowingModel:
                 print(f"serve: keeping version {self.version}: {error}", flush=True)
 
 
-class BadRequest(ValueError):
-    """A request the server refuses with HTTP 400 and this one-line reason."""
+def _text(status: int, line: str) -> Any:
+    from fastapi.responses import Response
+
+    return Response(f"{line}\n", status_code=status, media_type="text/plain")
 
 
-def integer_pixels(rows: Any) -> npt.NDArray[np.int64]:
-    """Rows as the signature's integer tensor. Non-integer pixels are refused rather than cast
-    (MLflow's JSON parser casts to the signature's dtype, turning 0.5 into 0 without a word)."""
-    try:
-        values = np.asarray(rows)
-    except ValueError:  # ragged rows
-        raise BadRequest("every row must have 784 pixels") from None
-    if values.dtype.kind not in "iuf":
-        raise BadRequest("pixels must be integers 0-255, got non-numeric values")
-    if values.dtype.kind == "f" and not (
-        np.isfinite(values).all() and np.array_equal(values, np.round(values))
-    ):
-        raise BadRequest("pixels must be integers 0-255")
-    return values.astype(np.int64)
-
-
-def kaggle_rows(content_type: str, body: bytes) -> npt.NDArray[np.int64] | None:
-    """The rows of a body in a Kaggle form: CSV with the Kaggle header, JSON ``dataframe_split``
-    with the ``pixel0..pixel783`` columns (MLflow's own parser casts such bodies column by
-    column: 150 ms for one image), or JSON ``inputs``/``instances`` arrays. None for anything
-    else, which MLflow's app answers itself (with a 4xx when it is malformed)."""
-    from digit_recognizer.data.kaggle_csv import PIXEL_COLUMNS
-
-    if content_type == "text/csv":  # split by hand: pandas takes ~25 ms for 784 columns
-        try:
-            lines = [line for line in body.decode("utf-8").splitlines() if line.strip()]
-        except UnicodeDecodeError:
-            raise BadRequest("a CSV body must be UTF-8 text") from None
-        if len(lines) < 2:
-            raise BadRequest("a CSV body needs the Kaggle header and at least one row")
-        columns = [name.strip() for name in lines[0].split(",")]
-        cells = [line.split(",") for line in lines[1:]]
-        if any(len(row) != len(columns) for row in cells):
-            raise BadRequest(f"every CSV row must have {len(columns)} values, as the header")
-        try:
-            rows: Any = np.array(cells, dtype=np.float64)
-        except ValueError:
-            raise BadRequest("pixels must be integers 0-255, got non-numeric values") from None
-    else:
-        try:
-            document = json.loads(body)
-        except ValueError:
-            return None
-        if not (isinstance(document, dict) and len(document) == 1):
-            return None
-        form, content = next(iter(document.items()))
-        if form in ("inputs", "instances"):
-            columns, rows = None, content
-        elif form == "dataframe_split" and isinstance(content, dict) and "data" in content:
-            columns, rows = content.get("columns"), content["data"]
-        else:
-            return None
-    if columns is not None and list(columns) != list(PIXEL_COLUMNS):
-        raise BadRequest("columns must be pixel0..pixel783, in that order")
-    return integer_pixels(rows)
-
-
-def answer_rows(model: FollowingModel, content_type: str, body: bytes) -> Any:
-    """A Kaggle-form request answered as MLflow's scoring app answers (same JSON, same error
-    bodies); None leaves the request to MLflow's app."""
+def answer_rows(
+    model: FollowingModel, content_type: str, body: bytes, limits: PictureLimits
+) -> Any:
+    """A Kaggle-form or picture request answered as MLflow's scoring app answers (same JSON,
+    same error bodies); None leaves the request to MLflow's app."""
     import io
 
     from fastapi.responses import Response
@@ -184,12 +138,12 @@ def answer_rows(model: FollowingModel, content_type: str, body: bytes) -> Any:
     from mlflow.pyfunc.scoring_server import predictions_to_json
 
     try:
-        rows = kaggle_rows(content_type, body)
+        rows = request_rows(content_type, body, limits)
         if rows is None:
             return None
         predictions = model.predict(rows)  # MLflow checks the (-1, 784) shape here
     except BadRequest as error:
-        return Response(f"invalid input: {error}\n", status_code=400, media_type="text/plain")
+        return _text(400, f"invalid input: {error}")
     except MlflowException as error:
         return Response(
             error.serialize_as_json(),
@@ -201,39 +155,83 @@ def answer_rows(model: FollowingModel, content_type: str, body: bytes) -> Any:
     return Response(answer.getvalue(), status_code=200, media_type="application/json")
 
 
+def explain_picture(
+    model: FollowingModel, content_type: str, body: bytes, limits: PictureLimits
+) -> Any:
+    """What the page shows: the digit, the ten probabilities, the served version and the
+    28 x 28 picture the model saw (one picture per request)."""
+    from fastapi.responses import JSONResponse
+
+    from digit_recognizer.models.pyfunc import PROBABILITY_COLUMNS
+
+    try:
+        rows = request_rows(content_type, body, limits)
+        if rows is None or len(rows) != 1:
+            raise BadRequest("POST one picture (image/png, image/jpeg, ...) to /explain")
+    except BadRequest as error:
+        return _text(400, f"invalid input: {error}")
+    version, frame = model.predict_with_version(rows)
+    return JSONResponse(
+        {
+            "version": version,
+            "label": int(frame["label"].iloc[0]),
+            "probabilities": [float(frame[column].iloc[0]) for column in PROBABILITY_COLUMNS],
+            "pixels": rows[0].tolist(),
+        }
+    )
+
+
+async def capped_body(request: Any, limit: int) -> bytes | None:
+    """The body, read in chunks whatever the transfer encoding; None past ``limit`` bytes."""
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+    body = b"".join(chunks)
+    request._body = body  # what Request.body() caches: MLflow's app reads it again if it answers
+    return body
+
+
 def create_app() -> Any:
-    """The ASGI app (``uvicorn --factory digit_recognizer.serving_app:create_app``)."""
+    """The ASGI app (``uvicorn --factory digit_recognizer.serving.app:create_app``)."""
+    from importlib.resources import files
+
     from fastapi import Request
-    from fastapi.responses import JSONResponse, Response
+    from fastapi.responses import HTMLResponse, JSONResponse
     from mlflow.pyfunc import scoring_server
 
+    page = files("digit_recognizer.serving").joinpath("page.html").read_text(encoding="utf-8")
     served = ServedModel.from_environment()
+    limits = PictureLimits(max_pixels=served.max_picture_pixels, max_bytes=served.max_body_bytes)
     model = FollowingModel(served)
     app = scoring_server.init(model)  # type: ignore[arg-type]
     if served.alias is not None:
         threading.Thread(target=model.follow, name="follow-alias", daemon=True).start()
+    too_large = (
+        f"request body over the limit of {served.max_body_bytes} bytes (serve.max_request_bytes)"
+    )
 
     @app.middleware("http")
     async def version_and_size(request: Request, call_next: Any) -> Any:
-        declared = request.headers.get("content-length")
-        if declared and declared.isdigit() and int(declared) > served.max_body_bytes:
-            return Response(
-                f"request body of {declared} bytes is over the limit of "
-                f"{served.max_body_bytes} (serve.max_request_bytes)\n",
-                status_code=413,
-                media_type="text/plain",
-            )
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > served.max_body_bytes:
+            return _text(413, too_large)
         cell: dict[str, str] = {}
         _answered_by.set(cell)
-        content_type, _, parameters = request.headers.get("content-type", "").partition(";")
+        content_type = request.headers.get("content-type", "")
         response = None
-        if (
-            request.url.path == "/invocations"
-            and content_type.strip() in ("application/json", "text/csv")
-            and parameters.strip().lower() in ("", "charset=utf-8")  # others: MLflow's 415
-        ):
-            body = await request.body()  # replayed to MLflow's app when it answers instead
-            response = await asyncio.to_thread(answer_rows, model, content_type.strip(), body)
+        if request.method == "POST" and request.url.path in ("/invocations", "/explain"):
+            body = await capped_body(request, served.max_body_bytes)
+            if body is None:
+                return _text(413, too_large)
+            if request.url.path == "/explain":
+                response = await asyncio.to_thread(
+                    explain_picture, model, content_type, body, limits
+                )
+            elif is_readable(content_type):
+                response = await asyncio.to_thread(answer_rows, model, content_type, body, limits)
         if response is None:
             response = await call_next(request)
         if "version" in cell:
@@ -243,5 +241,9 @@ def create_app() -> Any:
     @app.get("/model")
     async def served_model() -> Any:
         return JSONResponse({"name": served.name, "version": model.version, "alias": served.alias})
+
+    @app.get("/")
+    async def try_the_model() -> Any:
+        return HTMLResponse(page)
 
     return app

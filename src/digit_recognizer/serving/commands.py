@@ -12,9 +12,9 @@ import numpy.typing as npt
 
 from digit_recognizer import registry_client, tracking
 from digit_recognizer.config import Params
-from digit_recognizer.data.kaggle_csv import IMAGE_SIDE, read_digits_csv, write_submission
+from digit_recognizer.data.kaggle_csv import read_digits_csv, write_submission
+from digit_recognizer.data.pictures import PICTURE_SUFFIXES, PictureLimits, read_picture
 from digit_recognizer.errors import UserError
-from digit_recognizer.registry import CHAMPION
 
 
 @dataclass(frozen=True)
@@ -25,7 +25,7 @@ class ServerCommand:
 
 def model_uri(params: Params, version: str | None) -> str:
     name = params.mlflow.registered_model_name
-    return f"models:/{name}/{version}" if version else f"models:/{name}@{CHAMPION}"
+    return f"models:/{name}/{version}" if version else f"models:/{name}@{registry_client.CHAMPION}"
 
 
 def _environment(store: tracking.Store) -> dict[str, str]:
@@ -40,12 +40,12 @@ def _environment(store: tracking.Store) -> dict[str, str]:
 
 def serve_command(params: Params, root: Path, version: str | None, port: int) -> ServerCommand:
     """MLflow's scoring app under uvicorn, following ``@champion`` unless a version is pinned."""
-    from digit_recognizer.serving_app import ServedModel
+    from digit_recognizer.serving.app import ServedModel
 
     store = tracking.Store.for_project(params.mlflow, root)
     registry = registry_client.Registry(store, params.mlflow.registered_model_name)
     tracking.activate(store)
-    if version is None and registry.alias(CHAMPION) is None:
+    if version is None and registry.alias(registry_client.CHAMPION) is None:
         raise UserError(
             f"registered model '{registry.name}' has no champion yet; run "
             "'digits promote' (or serve a version with --version N)"
@@ -55,17 +55,18 @@ def serve_command(params: Params, root: Path, version: str | None, port: int) ->
     served = ServedModel(
         tracking_uri=store.uri,
         name=registry.name,
-        alias=None if version else CHAMPION,
+        alias=None if version else registry_client.CHAMPION,
         pinned_version=version,
         poll_seconds=params.serve.poll_seconds,
         max_body_bytes=params.serve.max_request_bytes,
+        max_picture_pixels=params.pictures.max_pixels,
     )
     argv = [
         sys.executable,
         "-m",
         "uvicorn",
         "--factory",
-        "digit_recognizer.serving_app:create_app",
+        "digit_recognizer.serving.app:create_app",
         "--host",
         params.serve.host,
         "--port",
@@ -95,38 +96,36 @@ def ui_command(params: Params, root: Path, port: int) -> ServerCommand:
     return ServerCommand(argv, _environment(store))
 
 
-def png_pixels(path: Path) -> npt.NDArray[np.uint8]:
-    """A PNG digit as a Kaggle row: grayscale 28x28, white digit on black like MNIST."""
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as image:
-            gray = image.convert("L").resize((IMAGE_SIDE, IMAGE_SIDE), Image.Resampling.LANCZOS)
-    except FileNotFoundError:
-        raise UserError(f"{path}: file not found") from None
-    except (UnidentifiedImageError, OSError) as error:
-        raise UserError(f"{path}: not a readable image ({error})") from None
-    pixels = np.asarray(gray, dtype=np.uint8)
-    border = np.concatenate([pixels[0], pixels[-1], pixels[:, 0], pixels[:, -1]])
-    if border.mean() > 127:  # dark ink on light paper: invert to MNIST's convention
-        pixels = 255 - pixels
-    return pixels.reshape(-1)
-
-
-def read_inputs(paths: list[Path]) -> npt.NDArray[np.uint8]:
-    """Kaggle rows from one CSV (test.csv layout) or from PNG images."""
-    if len(paths) == 1 and paths[0].suffix.lower() == ".csv":
-        return read_digits_csv(paths[0], require_labels=False).images
-    if not all(path.suffix.lower() == ".png" for path in paths):
-        raise UserError("--input takes one CSV in the test.csv layout, or PNG images")
-    return np.stack([png_pixels(path) for path in paths])
+def read_inputs(paths: list[Path], limits: PictureLimits) -> npt.NDArray[np.uint8]:
+    """Kaggle rows from any mix of CSVs (test.csv layout) and pictures, in the order given;
+    an error names the file at fault."""
+    rows = []
+    for path in paths:
+        if path.suffix.lower() == ".csv":
+            rows.append(read_digits_csv(path, require_labels=False).images)
+            continue
+        if path.suffix.lower() not in PICTURE_SUFFIXES:
+            raise UserError(
+                f"{path}: --input takes CSVs in the test.csv layout and pictures "
+                f"({', '.join(sorted(PICTURE_SUFFIXES))})"
+            )
+        try:
+            content = path.read_bytes()
+        except FileNotFoundError:
+            raise UserError(f"{path}: file not found") from None
+        except OSError as error:
+            raise UserError(f"{path}: cannot read ({error.strerror})") from None
+        rows.append(read_picture(content, str(path), limits).reshape(1, -1))
+    return np.concatenate(rows)
 
 
 def predict_batch(
     params: Params, root: Path, inputs: list[Path], version: str | None, output: Path
 ) -> int:
     """Predict with the champion (or a version) and write a Kaggle submission; return rows."""
-    pixels = read_inputs(inputs)
+    pixels = read_inputs(
+        inputs, PictureLimits(params.pictures.max_pixels, params.pictures.max_bytes)
+    )
     store = tracking.Store.for_project(params.mlflow, root)
     tracking.activate(store)
     labels = registry_client.predict_labels(model_uri(params, version), store, pixels)

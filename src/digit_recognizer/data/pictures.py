@@ -1,0 +1,200 @@
+"""Pictures of digits read the MNIST way: any picture Pillow opens becomes one Kaggle row.
+
+MNIST itself was made this way (LeCun et al.): the digit is cropped to its ink, scaled so its
+longer side is 20 pixels keeping the aspect ratio, anti-aliased, and placed in a 28 x 28 frame
+with its centre of mass at the centre. A picture squeezed whole into 28 x 28 instead turns a
+digit that fills a third of a photo into a smudge of a few pixels.
+
+The steps: decode (first frame, EXIF rotation applied, alpha composited), shrink to at most
+``ANALYSIS_SIDE`` pixels, find the ink (Otsu's threshold; the ink is the minority side, whatever
+its colour), drop specks of paper texture, crop, scale to the 20-pixel box and centre. Every
+picture reader of the project (``digits predict``, the scoring server, the page, the robustness
+set) calls ``read_picture``.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from digit_recognizer.data.kaggle_csv import IMAGE_SIDE
+from digit_recognizer.errors import UserError
+
+DIGIT_BOX = 20  # MNIST: the longer side of the digit, in pixels, inside the 28 x 28 frame
+ANALYSIS_SIDE = 512  # larger pictures are shrunk first: a digit a third of it is still 170 px
+MIN_CONTRAST = 24  # grey levels between ink and paper below which a picture is blank
+SPECK_SHARE = 0.05  # ink components under this share of the largest are paper texture
+PICTURE_TYPES = (
+    "image/png",
+    "image/jpeg",
+    "image/webp",
+    "image/bmp",
+    "image/gif",
+    "image/tiff",
+)
+PICTURE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff"})
+
+
+class PictureError(UserError):
+    """A picture that cannot be read as a digit; the message names it and why."""
+
+
+@dataclass(frozen=True)
+class PictureLimits:
+    """What a reader accepts before it decodes a single pixel."""
+
+    max_pixels: int  # width x height; larger pictures are refused (decompression bombs too)
+    max_bytes: int
+
+
+def decode_gray(content: bytes, source: str, limits: PictureLimits) -> npt.NDArray[np.float32]:
+    """The picture as grey levels 0-255: first frame, upright, alpha composited onto the
+    opposite of its strokes' shade (a canvas with a transparent background keeps its ink)."""
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    if len(content) > limits.max_bytes:
+        raise PictureError(
+            f"{source}: {len(content)} bytes is over the limit of {limits.max_bytes}"
+        )
+    if not content:
+        raise PictureError(f"{source}: empty file, not a picture")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(content)) as opened:
+                width, height = opened.size
+                if width * height > limits.max_pixels:
+                    raise PictureError(
+                        f"{source}: {width} x {height} pixels is over the limit of "
+                        f"{limits.max_pixels} (pictures.max_pixels)"
+                    )
+                opened.draft("L", (ANALYSIS_SIDE, ANALYSIS_SIDE))  # JPEG: decode smaller
+                upright = ImageOps.exif_transpose(opened)
+                has_alpha = upright.mode in ("RGBA", "LA", "PA") or (
+                    upright.mode == "P" and "transparency" in upright.info
+                )
+                picture = upright.convert("LA" if has_alpha else "L")
+                picture.thumbnail((ANALYSIS_SIDE, ANALYSIS_SIDE), Image.Resampling.LANCZOS)
+                layers = np.asarray(picture, dtype=np.float32)
+    except PictureError:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise PictureError(
+            f"{source}: refused as a decompression bomb (too many pixels to decode)"
+        ) from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError) as error:
+        detail = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise PictureError(f"{source}: not a picture that can be read ({detail})") from None
+    if not has_alpha:
+        return layers
+    gray, alpha = layers[..., 0], layers[..., 1] / 255.0
+    drawn = alpha > 0.5
+    if drawn.all() or not drawn.any():
+        return gray
+    backdrop = 255.0 if gray[drawn].mean() < 128 else 0.0
+    return gray * alpha + backdrop * (1.0 - alpha)
+
+
+def otsu_threshold(gray: npt.NDArray[np.float32]) -> float:
+    """The grey level that best separates two classes of pixels (Otsu, 1979)."""
+    histogram = np.bincount(np.clip(gray, 0, 255).astype(np.int64).ravel(), minlength=256)
+    levels = np.arange(256, dtype=np.float64)
+    weight_low = np.cumsum(histogram)
+    weight_high = weight_low[-1] - weight_low
+    sum_low = np.cumsum(histogram * levels)
+    mean_low = sum_low / np.maximum(weight_low, 1)
+    mean_high = (sum_low[-1] - sum_low) / np.maximum(weight_high, 1)
+    between = weight_low * weight_high * (mean_low - mean_high) ** 2
+    return float(np.argmax(between)) + 0.5
+
+
+def even_lighting(gray: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+    """The picture with its paper's uneven light (a gradient, a vignette) taken out: a quadratic
+    surface fitted to the paper (the majority side of Otsu's threshold) and subtracted; three
+    rounds, each on the paper the previous round's flatter picture shows."""
+    height, width = gray.shape
+    step = max(1, max(height, width) // 64)
+    rows, columns = np.mgrid[0:height, 0:width].astype(np.float32)
+    rows, columns = rows / max(height - 1, 1) - 0.5, columns / max(width - 1, 1) - 0.5
+    terms = np.stack([np.ones_like(rows), rows, columns, rows * rows, rows * columns, columns**2])
+    sample_terms = terms[:, ::step, ::step].reshape(6, -1).T
+    sample = gray[::step, ::step].reshape(-1)
+    flat = gray
+    for _ in range(3):
+        dark = flat[::step, ::step].reshape(-1) < otsu_threshold(flat)
+        paper = dark if dark.mean() > 0.5 else ~dark
+        coefficients = np.linalg.lstsq(sample_terms[paper], sample[paper], rcond=None)[0]
+        surface = np.tensordot(coefficients, terms, axes=1)
+        flat = (gray - surface + float(np.median(surface))).astype(np.float32)
+    return flat
+
+
+def ink_strength(gray: npt.NDArray[np.float32], source: str) -> npt.NDArray[np.float32]:
+    """How much ink each pixel holds, 0 (paper) to 1 (full stroke), whichever the polarity."""
+    if float(gray.max() - gray.min()) < MIN_CONTRAST:
+        raise PictureError(f"{source}: no digit found (the picture is blank)")
+    gray = even_lighting(gray)
+    threshold = otsu_threshold(gray)
+    dark = gray < threshold
+    ink_is_dark = dark.sum() <= dark.size - dark.sum()  # the ink is the minority
+    ink_side, paper_side = (dark, ~dark) if ink_is_dark else (~dark, dark)
+    paper = float(np.median(gray[paper_side]))
+    distance = np.abs(gray - paper)
+    full = float(np.median(distance[ink_side]))
+    if full < MIN_CONTRAST:
+        raise PictureError(f"{source}: no digit found (too little contrast)")
+    # paper texture and noise: below three robust deviations of the paper (clean paper: 0),
+    # and never above half way to the threshold
+    paper_noise = 1.4826 * float(
+        np.median(np.abs(distance[paper_side] - np.median(distance[paper_side])))
+    )
+    floor = min(abs(threshold - paper) / 2, 3 * paper_noise)
+    strength = np.clip((distance - floor) / max(full - floor, 1.0), 0.0, 1.0)
+    return strength.astype(np.float32) * _digit_mask(ink_side)
+
+
+def _digit_mask(ink: npt.NDArray[np.bool_]) -> npt.NDArray[np.float32]:
+    """Ink components of a meaningful size, grown by a pixel to keep anti-aliased edges."""
+    from scipy import ndimage
+
+    labels, _ = ndimage.label(ink, structure=np.ones((3, 3)))
+    sizes = np.bincount(labels.ravel())[1:]
+    kept = np.flatnonzero(sizes >= SPECK_SHARE * sizes.max()) + 1
+    mask = np.isin(labels, kept)
+    return ndimage.binary_dilation(mask, iterations=1 + max(ink.shape) // 100).astype(np.float32)
+
+
+def mnist_frame(strength: npt.NDArray[np.float32]) -> npt.NDArray[np.uint8]:
+    """Crop to the ink, scale the longer side to 20 px (anti-aliased), centre the mass in 28."""
+    from PIL import Image
+    from scipy import ndimage
+
+    rows = np.flatnonzero(strength.max(axis=1) > 0)
+    columns = np.flatnonzero(strength.max(axis=0) > 0)
+    crop = strength[rows[0] : rows[-1] + 1, columns[0] : columns[-1] + 1]
+    height, width = crop.shape
+    scale = DIGIT_BOX / max(height, width)
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    box = np.asarray(
+        Image.fromarray(crop, mode="F").resize(size, Image.Resampling.LANCZOS), dtype=np.float32
+    )
+    box = np.clip(box, 0.0, 1.0)
+    centre_row, centre_column = ndimage.center_of_mass(box)
+    middle = IMAGE_SIDE / 2
+    top = int(np.clip(round(middle - centre_row), 0, IMAGE_SIDE - box.shape[0]))
+    left = int(np.clip(round(middle - centre_column), 0, IMAGE_SIDE - box.shape[1]))
+    frame = np.zeros((IMAGE_SIDE, IMAGE_SIDE), dtype=np.float32)
+    frame[top : top + box.shape[0], left : left + box.shape[1]] = box
+    return np.round(frame * 255).astype(np.uint8)
+
+
+def read_picture(content: bytes, source: str, limits: PictureLimits) -> npt.NDArray[np.uint8]:
+    """A picture's bytes as a Kaggle row (784 pixels, white digit on black, 0-255)."""
+    strength = ink_strength(decode_gray(content, source, limits), source)
+    if not strength.any():
+        raise PictureError(f"{source}: no digit found (the picture is blank)")
+    return mnist_frame(strength).reshape(-1)

@@ -1,0 +1,1 @@
+"""Serving the champion: the scoring app and its page, batch prediction, the MLflow UI."""
