@@ -18,6 +18,7 @@ import yaml
 from digit_recognizer.cli import main
 from digit_recognizer.config import Family, load_params
 from digit_recognizer.data.kaggle_csv import write_digits_csv
+from digit_recognizer.data.robustness import load_robustness_set
 from digit_recognizer.data.splits import load_split
 from digit_recognizer.registry import (
     CHAMPION,
@@ -159,6 +160,32 @@ def test_each_floor_can_refuse(registry_project: Path) -> None:
         report = promote(params, registry_project, version=candidate.version)
         assert report.decision == "rejected" and report.reason == f"failed gates: {gate}"
     assert champion() is None
+
+
+def test_a_candidate_much_less_robust_than_the_champion_is_refused_however_it_wins(
+    registry_project: Path,
+) -> None:
+    # given a champion right on every robustness picture but 15 evaluation images wrong
+    params = load_params(Path("params.yaml"))
+    robustness = load_robustness_set(params.paths.robustness_set)
+    assert len(robustness.kinds) == 30, "5 pictures of each of the 6 kinds (tiny params)"
+    sitting = register_candidate(registry_project, "cnn", range(15))
+    assert promote(params, registry_project, version=sitting.version).decision == "promoted"
+    # when a candidate right on every evaluation image loses 2 of the 30 pictures (6.7 points)
+    fragile = register_candidate(registry_project, "cnn", [], robust_wrong=[0, 7])
+    report = promote(params, registry_project, version=fragile.version)
+    # then it is refused on robustness alone, though it wins McNemar's test by far
+    assert report.decision == "rejected", report.reason
+    assert report.reason == "failed gates: max_robust_accuracy_drop"
+    assert report.comparison is not None and report.comparison.p_value < 1e-4
+    # and one as robust as the champion goes through; a robustness floor refuses on its own
+    steady = register_candidate(registry_project, "cnn", [])
+    report = promote(params, registry_project, version=steady.version)
+    assert report.decision == "promoted", report.reason
+    shaky = register_candidate(registry_project, "cnn", [], robust_wrong=range(0, 30, 2))
+    report = promote(params, registry_project, version=shaky.version, force=False)
+    assert "min_robust_accuracy" in report.reason, report.reason
+    assert champion() == steady.version
 
 
 def test_a_record_naming_another_run_is_refused(

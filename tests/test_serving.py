@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import subprocess
@@ -183,7 +184,111 @@ def bad_payloads() -> dict[str, tuple[bytes, str]]:
         "CSV ragged": (f"{CSV_HEADER}\n1,2,3\n".encode(), csv_type),
         "CSV empty": (b"", csv_type),
         "over the size limit": (json.dumps({"inputs": [row] * 60}).encode(), json_type),
+        "columns not a list": (
+            json.dumps({"dataframe_split": {"columns": 1, "data": [row]}}).encode(),
+            json_type,
+        ),
+        "deeply nested": (b'{"inputs": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", json_type),
+        "unreadable picture": (b"\x89PNG not really", "image/png"),
+        "blank picture": (png_bytes(np.full((64, 64), 255, dtype=np.uint8)), "image/png"),
+        "multipart without boundary": (b"--x\r\n\r\n", "multipart/form-data"),
+        "multipart bad part": (
+            multipart([("one.png", png_bytes(seven())), ("two.png", b"garbage")])[0],
+            multipart([])[1],
+        ),
     }
+
+
+def seven(side: int = 200) -> np.ndarray:
+    """A dark '7' on white paper, small and off-centre, as a photo or a canvas gives it."""
+    picture = np.full((side, side), 255, dtype=np.uint8)
+    picture[30:42, 20:90] = 0
+    for row in range(42, 150):
+        column = 90 - (row - 42) // 3
+        picture[row, column - 6 : column + 6] = 0
+    return picture
+
+
+def png_bytes(picture: np.ndarray, format: str = "PNG") -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(picture).save(buffer, format=format)
+    return buffer.getvalue()
+
+
+def multipart(files: list[tuple[str, bytes]]) -> tuple[bytes, str]:
+    """A multipart/form-data body with one file part per picture, and its content type."""
+    boundary = "digits-test-boundary"
+    body = b"".join(
+        f'--{boundary}\r\nContent-Disposition: form-data; name="picture"; filename="{name}"'
+        f"\r\nContent-Type: image/png\r\n\r\n".encode()
+        + content
+        + b"\r\n"
+        for name, content in files
+    )
+    return body + f"--{boundary}--\r\n".encode(), f"multipart/form-data; boundary={boundary}"
+
+
+@pytest.mark.slow
+def test_pictures_are_answered_like_rows_and_the_page_shows_what_the_model_saw(
+    served_champion: str,
+) -> None:
+    invocations = f"{served_champion}/invocations"
+    # given a picture of a 7 as PNG and as JPEG, then both in one multipart request
+    for content_type, body in (
+        ("image/png", png_bytes(seven())),
+        ("image/jpeg", png_bytes(seven(), "JPEG")),
+        multipart([("a.png", png_bytes(seven())), ("b.png", png_bytes(255 - seven()))])[::-1],
+    ):
+        status, answer, headers = request_with_headers(invocations, body, content_type)
+        # then the answer has the Kaggle rows' format and names the version
+        assert status == 200, f"{content_type}: {answer[:300]}"
+        predictions = json.loads(answer)["predictions"]
+        assert set(predictions[0]) == {"label", *(f"prob_{digit}" for digit in range(10))}
+        assert len(predictions) == (2 if content_type.startswith("multipart") else 1)
+        assert headers["x-model-version"] == "1"
+    # and /explain shows the page what the model saw: the MNIST frame, centred
+    status, answer, headers = request_with_headers(
+        f"{served_champion}/explain", png_bytes(seven()), "image/png"
+    )
+    assert status == 200 and headers["x-model-version"] == "1", answer[:300]
+    explained = json.loads(answer)
+    assert explained["version"] == "1" and len(explained["probabilities"]) == 10
+    frame = np.asarray(explained["pixels"]).reshape(28, 28)
+    assert frame.max() == 255 and frame[:, :3].max() == 0 and frame[:, -3:].max() == 0
+    assert explained["label"] == int(np.argmax(explained["probabilities"]))
+    # and a bad part is named
+    body, content_type = multipart([("one.png", png_bytes(seven())), ("two.png", b"garbage")])
+    status, answer = request(invocations, body, content_type)
+    assert status == 400 and "part 2 (two.png)" in answer, answer
+    # and the page is served, self-contained (no address outside the server)
+    status, page = request(f"{served_champion}/")
+    assert status == 200 and "<canvas" in page and "http" not in page.replace("https://", "")
+
+
+@pytest.mark.slow
+def test_a_chunked_body_over_the_limit_gets_413_and_a_bom_csv_is_read(
+    served_champion: str,
+) -> None:
+    import http.client
+    from urllib.parse import urlsplit
+
+    address = urlsplit(served_champion)
+    connection = http.client.HTTPConnection(address.hostname, address.port, timeout=30)
+    connection.putrequest("POST", "/invocations")
+    connection.putheader("Content-Type", "application/json")
+    connection.putheader("Transfer-Encoding", "chunked")
+    connection.endheaders()
+    chunk = b"[" * 10_000
+    try:
+        for _ in range(30):  # 300 KB, over the test's 100 KB limit, no Content-Length
+            connection.send(f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n")
+        connection.send(b"0\r\n\r\n")
+    except (BrokenPipeError, ConnectionResetError):
+        pass  # the server may answer and close before the body ends
+    assert connection.getresponse().status == 413
+    connection.close()
+    body = f"\ufeff{CSV_HEADER}\n{','.join(['3'] * 784)}\n".encode()
+    assert request(f"{served_champion}/invocations", body, "text/csv")[0] == 200
 
 
 @pytest.mark.slow
@@ -285,7 +390,10 @@ def test_mlflow_ui_serves_the_project_store(
 
 
 def test_predict_writes_a_submission_from_csv_and_png(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, project: Path
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    project: Path,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'predict.db'}")
     assert main(["prepare"]) == 0
@@ -327,5 +435,19 @@ def test_predict_writes_a_submission_from_csv_and_png(
         == 0
     )
     assert Path("out/png.csv").read_text().splitlines()[0] == "ImageId,Label"
+    # from any mix of CSVs and pictures, in the order given
+    Image.fromarray(seven()).convert("RGB").save(tmp_path / "seven.jpg", quality=90)
+    mixed = ["data/test.csv", str(tmp_path / "seven.jpg"), str(tmp_path / "one.png")]
+    arguments = ["--version", version, "--output", "out/mixed.csv"]
+    assert main(["predict", "--input", *mixed, *arguments]) == 0
+    assert len(Path("out/mixed.csv").read_text().splitlines()) == 1 + 40 + 2
+    # a bad picture is named in one line, and nothing is written
+    (tmp_path / "broken.png").write_bytes(b"\x89PNG broken")
+    capsys.readouterr()
+    broken = ["--input", str(tmp_path / "seven.jpg"), str(tmp_path / "broken.png")]
+    assert main(["predict", *broken, "--version", version, "--output", "out/bad.csv"]) == 2
+    error = capsys.readouterr().err.strip()
+    assert f"{tmp_path / 'broken.png'}: not a picture that can be read" in error, error
+    assert "\n" not in error and not Path("out/bad.csv").exists()
     # without a champion, the default fails clearly
     assert main(["predict", "--input", "data/test.csv"]) == 2
