@@ -1,6 +1,6 @@
 # One task runner for people, the README and CI.
 #   make run    set up .venv, fetch data/, dvc repro (the whole pipeline)
-#   make test   set up .venv, lint, type-check, PostgreSQL if missing, run the test suite
+#   make test   set up .venv, lint, type-check, PostgreSQL and chromium if missing, run the tests
 #   make full   the `full` profile: an ensemble of longer-trained CNNs, a longer augmented MLP
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
@@ -8,7 +8,7 @@ BIN := $(CURDIR)/$(VENV)/bin
 INSTALLED := $(VENV)/.installed
 export PATH := $(BIN):$(PATH)
 
-.PHONY: run full test venv data lint typecheck pytest postgres
+.PHONY: run full test venv data lint typecheck pytest postgres chromium
 
 venv: $(INSTALLED)
 
@@ -53,4 +53,15 @@ postgres:
 		exit 1; \
 	fi
 
-test: lint typecheck postgres pytest
+# The page's browser test drives Debian's chromium (Playwright downloads no browser here).
+chromium:
+	@command -v chromium >/dev/null || \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "installing chromium (apt-get install chromium)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	else \
+		echo "make test needs Debian's chromium for the page test: sudo apt-get install chromium" >&2; \
+		exit 1; \
+	fi
+
+test: lint typecheck postgres chromium pytest
