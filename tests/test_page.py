@@ -96,7 +96,7 @@ def page_url(project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
 @pytest.mark.slow
 @pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (make test installs it)")
 def test_digits_drawn_with_the_mouse_are_read_and_the_version_is_shown(page_url: str) -> None:
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import FilePayload, expect, sync_playwright
 
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(
@@ -130,9 +130,8 @@ def test_digits_drawn_with_the_mouse_are_read_and_the_version_is_shown(page_url:
             latencies.append(float(page.locator("body").get_attribute("data-latency-ms") or 0))
             assert int(page.locator("body").get_attribute("data-answered") or 0) >= answered
         # and a bad picture dropped on the page is one line, not a broken page
-        page.set_input_files(
-            "#file", files=[{"name": "x.png", "mimeType": "image/png", "buffer": b"no"}]
-        )
+        bad: FilePayload = {"name": "x.png", "mimeType": "image/png", "buffer": b"no"}
+        page.set_input_files("#file", files=[bad])
         expect(page.locator("#error")).to_contain_text("not a picture that can be read")
         browser.close()
     print(f"page: answers in {sorted(latencies)[len(latencies) // 2]:.0f} ms (median)")

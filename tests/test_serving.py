@@ -273,7 +273,7 @@ def test_a_chunked_body_over_the_limit_gets_413_and_a_bom_csv_is_read(
     from urllib.parse import urlsplit
 
     address = urlsplit(served_champion)
-    connection = http.client.HTTPConnection(address.hostname, address.port, timeout=30)
+    connection = http.client.HTTPConnection(address.netloc, timeout=30)
     connection.putrequest("POST", "/invocations")
     connection.putheader("Content-Type", "application/json")
     connection.putheader("Transfer-Encoding", "chunked")
