@@ -71,6 +71,14 @@ def test_training_run_is_tracked_and_registers_a_kaggle_model(tuned_project: Pat
     assert run.data.tags["family"] == "ann" and run.data.tags["stage"] == "train"
     history = mlflow.MlflowClient().get_metric_history(run.info.run_id, "val_accuracy")
     assert [metric.step for metric in history] == [1, 2]
+    # and a temperature fitted on validation, with the calibration before and after it
+    metrics = run.data.metrics
+    assert 0.05 <= metrics["calibration_temperature"] <= 20
+    before, after = (
+        metrics[f"validation_log_loss_{state}"] for state in ("uncalibrated", "calibrated")
+    )
+    assert after <= before + 1e-6, "the temperature is chosen to lower the validation log loss"
+    assert {"validation_ece_uncalibrated", "validation_ece_calibrated"} <= metrics.keys()
     # and the registered version is tagged and loads as a pyfunc that takes Kaggle rows
     version = mlflow.MlflowClient().get_model_version("digit-recognizer", record["version"])
     assert version.tags["family"] == "ann" and version.tags["run_id"] == run.info.run_id
@@ -119,6 +127,12 @@ def test_evaluation_is_its_own_run_under_the_training_run(tuned_project: Path) -
     version = mlflow.MlflowClient().get_model_version("digit-recognizer", record["version"])
     assert version.tags["evaluation_run_id"] == evaluation.info.run_id
     assert version.tags["evaluation_split"] == "test"
+    # and the robustness set and the calibration are scored beside the plain split
+    for key in ("robust_accuracy", "test_ece"):
+        assert evaluation.data.metrics[key] == pytest.approx(metrics[key], abs=1e-6), key
+    kinds = ("offcentre", "rotated", "thick", "thin", "paper", "inverted")
+    assert {f"robust_accuracy_{kind}" for kind in kinds} <= evaluation.data.metrics.keys()
+    assert Path("reports/ann/reliability.png").stat().st_size > 0
 
 
 def test_a_failed_evaluation_never_marks_training_failed(

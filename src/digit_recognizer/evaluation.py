@@ -35,6 +35,7 @@ from digit_recognizer.data.splits import (
     table_digest,
 )
 from digit_recognizer.files import write_json, write_text
+from digit_recognizer.models.calibration import expected_calibration_error, plot_reliability
 from digit_recognizer.plotting import save_figure
 
 # What `dvc metrics show` compares: few enough keys (shared by every model) for one 160-column
@@ -43,6 +44,7 @@ HEADLINE_METRICS = (
     "test_accuracy",
     "test_macro_f1",
     "test_log_loss",
+    "test_ece",
     "robust_accuracy",
     "latency_ms_batch1",
     "model_size_bytes",
@@ -61,7 +63,8 @@ class Evaluation:
 def score(
     labels: npt.NDArray[np.uint8], probabilities: npt.NDArray[np.float64], prefix: str
 ) -> dict[str, float]:
-    """accuracy, macro-F1, log loss and per-class precision/recall/F1, named ``<prefix>_*``."""
+    """accuracy, macro-F1, log loss, expected calibration error (15 bins) and per-class
+    precision/recall/F1, named ``<prefix>_*``."""
     from sklearn.metrics import accuracy_score, f1_score, log_loss, precision_recall_fscore_support
 
     predicted = probabilities.argmax(axis=1)
@@ -74,6 +77,7 @@ def score(
         f"{prefix}_accuracy": float(accuracy_score(labels, predicted)),
         f"{prefix}_macro_f1": float(f1_score(labels, predicted, average="macro", zero_division=0)),
         f"{prefix}_log_loss": float(log_loss(labels, clipped, labels=list(DIGITS))),
+        f"{prefix}_ece": expected_calibration_error(probabilities, labels),
     }
     for digit in DIGITS:
         metrics[f"{prefix}_precision_{digit}"] = float(precision[digit])
@@ -218,7 +222,9 @@ def evaluate_model(model: ModelUnderTest, params: Params) -> ModelScores:
     predicted = scored_probabilities.argmax(axis=1)
     reports = Path(params.paths.reports_dir) / model.name
     confusion_png, errors_png = reports / "confusion_matrix.png", reports / "confident_errors.png"
+    reliability_png = reports / "reliability.png"
     title = f"{model.name} on {split}"
+    plot_reliability({model.name: scored_probabilities}, scored.labels, title, reliability_png)
     plot_confusion(scored.labels, predicted, title, confusion_png)
     plot_confident_errors(
         scored.images,
@@ -241,7 +247,7 @@ def evaluate_model(model: ModelUnderTest, params: Params) -> ModelScores:
     test_predictions = predicted if split == "test" else model.predict(test.images).argmax(axis=1)
     return ModelScores(
         metrics,
-        [confusion_png, errors_png],
+        [confusion_png, errors_png, reliability_png],
         SplitPredictions(split, table_digest(scored), predicted),
         SplitPredictions(ROBUSTNESS_SPLIT, table_digest(robustness.table), robust_predicted),
         test_predictions,
@@ -263,7 +269,7 @@ def headline(metrics: dict[str, float]) -> dict[str, str]:
     return {
         key: f"{value:.6f}"
         for key, value in metrics.items()
-        if key.endswith(("_accuracy", "_macro_f1", "_log_loss"))
+        if key.endswith(("_accuracy", "_macro_f1", "_log_loss", "_ece"))
         or key.startswith(("latency", "robust_accuracy"))
     }
 

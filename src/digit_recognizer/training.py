@@ -26,6 +26,7 @@ from digit_recognizer.data.splits import load_split, prepared_data_md5
 from digit_recognizer.errors import UserError
 from digit_recognizer.files import atomic_path, write_json, write_text
 from digit_recognizer.models.architectures import average_of, build_model, hyperparameters_from
+from digit_recognizer.models.calibration import Calibration, calibrate, fold_temperature
 from digit_recognizer.models.fitting import (
     EPOCH_METRICS,
     VALIDATION_BATCH_SIZE,
@@ -207,6 +208,28 @@ def fit_member(
     ]
 
 
+def calibrate_networks(networks: list[keras.Model], validation: DigitTable) -> Calibration:
+    """Fit one temperature to the networks' averaged validation probabilities and fold it into
+    each network's weights (the winning digit never changes)."""
+    assert validation.labels is not None
+    members = [
+        network.predict(
+            model_input(validation.images), batch_size=VALIDATION_BATCH_SIZE, verbose=0
+        ).astype(np.float64)
+        for network in networks
+    ]
+    calibration = calibrate(members, validation.labels)
+    for network in networks:
+        fold_temperature(network, calibration.temperature)
+    print(
+        f"train: temperature {calibration.temperature:.3f} on validation: ECE "
+        f"{calibration.ece_before:.2%} -> {calibration.ece_after:.2%}, log loss "
+        f"{calibration.log_loss_before:.4f} -> {calibration.log_loss_after:.4f}",
+        flush=True,
+    )
+    return calibration
+
+
 def run_train(params: Params, family: Family, root: Path) -> TrainedModel:
     import keras
     import tensorflow as tf
@@ -260,6 +283,8 @@ def run_train(params: Params, family: Family, root: Path) -> TrainedModel:
             history += [{"member": member + 1, **row} for row in member_history]
             networks.append(inference_copy(network, typed_hyperparameters))
         train_seconds = time.monotonic() - started
+        calibration = calibrate_networks(networks, validation)
+        tracking.log_metrics(calibration.metrics())
         model = networks[0] if len(networks) == 1 else average_of(networks, f"{family}_ensemble")
         tracking.log_params({"parameters": model.count_params()})
         keras_path = model_path(params, family)

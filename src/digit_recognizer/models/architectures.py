@@ -122,6 +122,10 @@ def training_loss(label_smoothing: float = 0.0) -> Any:
     return smoothed_sparse_crossentropy
 
 
+# The last layer of every network: its logits are what calibration divides (calibration.py).
+OUTPUT_LAYER = "probabilities"
+
+
 def build_model(
     hyperparameters: Hyperparameters, name: str | None = None, label_smoothing: float = 0.0
 ) -> keras.Model:
@@ -141,9 +145,9 @@ def build_model(
         hidden = _cnn_body(hidden, hyperparameters)
         family = "cnn"
     # float32 whatever the policy: a softmax in bfloat16 rounds small probabilities to zero
-    outputs = layers.Dense(
-        CLASS_COUNT, activation="softmax", dtype="float32", name="probabilities"
-    )(hidden)
+    outputs = layers.Dense(CLASS_COUNT, activation="softmax", dtype="float32", name=OUTPUT_LAYER)(
+        hidden
+    )
     model = keras.Model(inputs, outputs, name=name or family)
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate=hyperparameters.learning_rate),
