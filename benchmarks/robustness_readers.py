@@ -1,0 +1,80 @@
+"""Accuracy on pictures people hand over, per kind: the picture reader the project had before
+(the whole picture squeezed to 28 x 28, polarity guessed from the border) against the MNIST way
+(data/pictures.py), with the same trained model on the same pictures.
+
+    python benchmarks/robustness_readers.py --model models/cnn.keras --per-kind 1000
+
+The pictures are the robustness stage's: the evaluation split rendered with the seed from
+params.yaml. Nothing here is chosen on these numbers; they are reported.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+
+from digit_recognizer.config import load_params
+from digit_recognizer.data.kaggle_csv import IMAGE_SIDE
+from digit_recognizer.data.pictures import PictureError, read_picture
+from digit_recognizer.data.robustness import KINDS, RENDERED_LIMITS, png_bytes, render
+from digit_recognizer.data.splits import evaluation_split
+
+
+def squeezed(content: bytes) -> npt.NDArray[np.uint8]:
+    """The previous reader: the whole picture resized to 28 x 28, inverted when the border is
+    light (serving.png_pixels until this round)."""
+    from PIL import Image
+
+    with Image.open(io.BytesIO(content)) as image:
+        gray = image.convert("L").resize((IMAGE_SIDE, IMAGE_SIDE), Image.Resampling.LANCZOS)
+    pixels = np.asarray(gray, dtype=np.uint8)
+    border = np.concatenate([pixels[0], pixels[-1], pixels[:, 0], pixels[:, -1]])
+    return (255 - pixels if border.mean() > 127 else pixels).reshape(-1)
+
+
+def mnist_way(content: bytes) -> npt.NDArray[np.uint8]:
+    try:
+        return read_picture(content, "benchmark", RENDERED_LIMITS)
+    except PictureError:
+        return np.zeros(IMAGE_SIDE * IMAGE_SIDE, dtype=np.uint8)
+
+
+def main() -> None:
+    import keras
+
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--model", type=Path, default=Path("models/cnn.keras"))
+    parser.add_argument("--per-kind", type=int, default=1000)
+    parser.add_argument("--params", type=Path, default=Path("params.yaml"))
+    arguments = parser.parse_args()
+    params = load_params(arguments.params)
+    split, source = evaluation_split(Path(params.paths.prepared_dir))
+    assert source.labels is not None
+    model = keras.models.load_model(arguments.model, compile=False)
+    rng = np.random.default_rng(params.seed)
+    print(f"{arguments.model} on {arguments.per_kind} pictures per kind from the {split} split")
+    print(f"{'kind':<10} {'before':>8} {'MNIST way':>10}")
+    totals: dict[str, list[npt.NDArray[np.bool_]]] = {"before": [], "after": []}
+    for kind in KINDS:
+        count = min(arguments.per_kind, len(source))
+        chosen = np.sort(rng.choice(len(source), size=count, replace=False))
+        pictures = [png_bytes(render(source.images[index], kind, rng)) for index in chosen]
+        labels = source.labels[chosen]
+        scores = {}
+        for name, reader in (("before", squeezed), ("after", mnist_way)):
+            rows = np.stack([reader(picture) for picture in pictures]).astype(np.float32)
+            predicted = model.predict(rows.reshape(-1, 28, 28, 1), verbose=0).argmax(axis=1)
+            hits = predicted == labels
+            totals[name].append(hits)
+            scores[name] = float(hits.mean())
+        print(f"{kind:<10} {scores['before']:>8.2%} {scores['after']:>10.2%}")
+    overall = {name: float(np.concatenate(hits).mean()) for name, hits in totals.items()}
+    print(f"{'overall':<10} {overall['before']:>8.2%} {overall['after']:>10.2%}")
+
+
+if __name__ == "__main__":
+    main()
