@@ -17,6 +17,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
 from digit_recognizer.cli import main
@@ -451,3 +453,61 @@ def test_predict_writes_a_submission_from_csv_and_png(
     assert "\n" not in error and not Path("out/bad.csv").exists()
     # without a champion, the default fails clearly
     assert main(["predict", "--input", "data/test.csv"]) == 2
+
+
+def generated_bodies() -> st.SearchStrategy[tuple[bytes, str]]:
+    """Bodies a careless or hostile client sends: JSON of any shape (some in the Kaggle
+    forms), CSV-like text, and raw bytes, each under a content type the server reads."""
+    scalars = st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8)
+    documents = st.recursive(
+        scalars,
+        lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner),
+        max_leaves=20,
+    )
+    kaggle_forms = st.one_of(
+        documents.map(lambda content: {"inputs": content}),
+        documents.map(lambda content: {"instances": content}),
+        st.fixed_dictionaries({"columns": documents, "data": documents}).map(
+            lambda content: {"dataframe_split": content}
+        ),
+        documents,
+    )
+    json_bodies = kaggle_forms.map(
+        lambda document: (json.dumps(document).encode(), "application/json")
+    )
+    csv_bodies = st.lists(
+        st.lists(st.sampled_from(["0", "255", "-1", "x", "", "1e3", '"7"', "pixel0"]), max_size=6),
+        max_size=5,
+    ).map(lambda rows: ("\n".join(",".join(row) for row in rows).encode(), "text/csv"))
+    raw_bodies = st.tuples(
+        st.binary(max_size=300),
+        st.sampled_from(
+            [
+                "image/png",
+                "image/jpeg",
+                "multipart/form-data; boundary=x",
+                "multipart/form-data",
+                "application/json",
+                "text/csv",
+            ]
+        ),
+    )
+    return json_bodies | csv_bodies | raw_bodies
+
+
+@pytest.mark.slow
+def test_no_generated_body_gets_a_5xx(served_champion: str) -> None:
+    # a fixed, bounded set of examples (derandomized), all on loopback
+    @settings(
+        max_examples=150,
+        deadline=None,
+        derandomize=True,
+        database=None,
+        suppress_health_check=[HealthCheck.too_slow],
+    )
+    @given(generated_bodies())
+    def answers_without_a_server_error(body: tuple[bytes, str]) -> None:
+        status, answer = request(f"{served_champion}/invocations", body[0], body[1])
+        assert status < 500, f"HTTP {status} for {body[1]} {body[0][:200]!r}: {answer[:300]}"
+
+    answers_without_a_server_error()
