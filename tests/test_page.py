@@ -27,7 +27,7 @@ from tests.conftest import free_port
 from tests.test_serving import DIGITS, serve_params, start, stop
 
 CHROMIUM = shutil.which("chromium")
-LINE_WIDTH = 18  # the page's pen on its 280 x 280 canvas
+LINE_WIDTH = 24  # the page's pen on its 280 x 280 canvas
 # Strokes in canvas pixels, one list of points per stroke.
 STROKES = {
     1: [[(140, 40), (140, 240)]],
