@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 
@@ -15,6 +16,8 @@ import mlflow
 import pytest
 import yaml
 
+from digit_recognizer import registry_client
+from digit_recognizer.champion import HISTORY_TAG
 from digit_recognizer.cli import main
 from digit_recognizer.config import Family, load_params
 from digit_recognizer.data.kaggle_csv import write_digits_csv
@@ -22,7 +25,6 @@ from digit_recognizer.data.robustness import load_robustness_set
 from digit_recognizer.data.splits import load_split
 from digit_recognizer.registry import (
     CHAMPION,
-    HISTORY_TAG,
     mcnemar,
     promote,
     registry_table,
@@ -186,6 +188,64 @@ def test_a_candidate_much_less_robust_than_the_champion_is_refused_however_it_wi
     report = promote(params, registry_project, version=shaky.version, force=False)
     assert "min_robust_accuracy" in report.reason, report.reason
     assert champion() == steady.version
+
+
+class Killed(BaseException):
+    """The process dying between two registry calls (nothing in the project catches it)."""
+
+
+def kill_at_write(monkeypatch: pytest.MonkeyPatch, step: int) -> None:
+    """Make the registry write number ``step`` (from 0) of this process die."""
+    writes = {"done": 0}
+
+    def dying(original: Callable[..., object]) -> Callable[..., object]:
+        def write(*arguments: object, **keywords: object) -> object:
+            if writes["done"] == step:
+                raise Killed(f"killed at registry write {step}")
+            writes["done"] += 1
+            return original(*arguments, **keywords)
+
+        return write
+
+    for name in ("set_model_tag", "set_alias", "delete_alias", "tag_version"):
+        original = getattr(registry_client.Registry, name)
+        monkeypatch.setattr(registry_client.Registry, name, dying(original))
+
+
+def test_a_champion_move_killed_between_any_two_registry_calls_is_finished_by_the_next(
+    registry_project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    params = load_params(Path("params.yaml"))
+    first, sitting, challenger = (
+        register_candidate(registry_project, "cnn", range(errors)).version for errors in (9, 6, 0)
+    )
+    for version in (first, sitting):
+        assert main(["promote", "--version", version, "--force"]) == 0
+    client = mlflow.MlflowClient()
+    # a promotion writes the move, the history, two aliases, the version's tags, clears the
+    # move and records the decision: seven registry writes; it dies before each one in turn
+    for step in range(7):
+        with pytest.MonkeyPatch.context() as patch, pytest.raises(Killed):
+            kill_at_write(patch, step)
+            promote(params, registry_project, version=challenger, force=True)
+        written = step >= 1  # the move was written before the process died
+        capsys.readouterr()
+        # then the listing works, and the next rollback first finishes the move, then undoes it
+        assert main(["registry"]) == 0
+        assert main(["rollback"]) == 0, f"killed before write {step}: {capsys.readouterr()}"
+        output = capsys.readouterr().out
+        expected = (challenger, sitting) if written else (sitting, first)
+        assert f"from version {expected[0]} back to version {expected[1]}" in output, (
+            f"killed before write {step}: {output}"
+        )
+        model = client.get_registered_model("digit-recognizer")
+        history = json.loads(model.tags[HISTORY_TAG])
+        assert str(model.aliases[CHAMPION]) == history[-1] == expected[1], step
+        previous = model.aliases.get("previous-champion")
+        assert (str(previous) if previous else None) == (history[-2] if history[1:] else None)
+        assert not model.tags.get("champion_move"), "no move left pending"
+        if not written:  # back to the sitting champion for the next step
+            assert main(["promote", "--version", sitting, "--force"]) == 0
 
 
 def test_a_record_naming_another_run_is_refused(

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import os
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -25,6 +24,13 @@ import numpy as np
 import numpy.typing as npt
 
 from digit_recognizer import registry_client, tracking
+from digit_recognizer.champion import (
+    CHAMPION,
+    ROLLED_BACK_TAG,
+    promote_to,
+    repair,
+    roll_back,
+)
 from digit_recognizer.config import FAMILIES, Params, PromoteConfig
 from digit_recognizer.data.kaggle_csv import DIGITS, DigitTable, write_submission
 from digit_recognizer.data.robustness import load_robustness_set, robust_accuracies
@@ -40,10 +46,6 @@ from digit_recognizer.errors import UserError
 from digit_recognizer.locks import registry_lock
 from digit_recognizer.training import load_trained, record_path
 
-CHAMPION = registry_client.CHAMPION
-PREVIOUS = "previous-champion"
-HISTORY_TAG = "champion_history"
-ROLLED_BACK_TAG = "rolled_back_at"
 EXPERIMENT_VARIABLE = "DVC_EXP_NAME"  # set by `dvc exp run` for every stage it runs
 
 
@@ -99,10 +101,6 @@ class PromotionReport:
 
     def as_json(self) -> dict[str, object]:
         return asdict(self)
-
-
-def _history(registry: registry_client.Registry) -> list[str]:
-    return list(json.loads(registry.model_tag(HISTORY_TAG) or "[]"))
 
 
 def mcnemar(
@@ -234,28 +232,6 @@ def evaluate_gates(
     return checks
 
 
-def _move_champion(
-    registry: registry_client.Registry, version: str, forced: bool, report: PromotionReport
-) -> None:
-    history = _history(registry)
-    current = registry.alias(CHAMPION)
-    if current and (not history or history[-1] != current):
-        history.append(current)
-    history.append(version)
-    registry.set_alias(CHAMPION, version)
-    if current and current != version:
-        registry.set_alias(PREVIOUS, current)
-    registry.set_model_tag(HISTORY_TAG, json.dumps(history))
-    registry.tag_version(
-        version,
-        {
-            "promoted_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "promotion_forced": str(forced).lower(),
-        },
-    )
-    report.champion_after = version
-
-
 def _record_decision(registry: registry_client.Registry, report: PromotionReport) -> None:
     if report.candidate_version is None:
         return
@@ -323,6 +299,7 @@ def promote(
     tracking.activate(store)
     registry = registry_client.Registry(store, params.mlflow.registered_model_name)
     with registry_lock(root, registry.name, store.uri):
+        _say_repaired(repair(registry))
         champion_version = registry.alias(CHAMPION)
         report = PromotionReport(
             "rejected", None, None, champion_version, champion_version, forced=force
@@ -384,10 +361,16 @@ def _decide(
         report.reason = (
             ("forced past failing gates: " + ", ".join(failed)) if failed else "every gate passed"
         )
-        _move_champion(registry, chosen.version, report.forced, report)
+        promote_to(registry, chosen.version, report.forced)
+        report.champion_after = chosen.version
     else:
         report.reason = "failed gates: " + ", ".join(failed)
     _record_decision(registry, report)
+
+
+def _say_repaired(repaired: str | None) -> None:
+    if repaired:
+        print(f"registry: {repaired}", flush=True)
 
 
 def rollback(params: Params, root: Path) -> tuple[str, str]:
@@ -396,24 +379,14 @@ def rollback(params: Params, root: Path) -> tuple[str, str]:
     tracking.activate(store)
     registry = registry_client.Registry(store, params.mlflow.registered_model_name)
     with registry_lock(root, registry.name, store.uri):
+        _say_repaired(repair(registry))
         current = registry.alias(CHAMPION)
-        history = _history(registry)
         if current is None:
             raise UserError(f"registered model '{registry.name}' has no champion to roll back")
-        while history and history[-1] == current:
-            history.pop()
-        if not history:
+        moved = roll_back(registry)
+        if moved is None:
             raise UserError(f"version {current} is the first champion; nothing to roll back to")
-        previous = history[-1]
-        registry.set_alias(CHAMPION, previous)
-        if len(history) >= 2:
-            registry.set_alias(PREVIOUS, history[-2])
-        else:
-            registry.delete_alias(PREVIOUS)
-        registry.set_model_tag(HISTORY_TAG, json.dumps(history))
-        registry.tag_version(
-            current, {ROLLED_BACK_TAG: time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-        )
+        previous = moved[1]
         if split_path(Path(params.paths.prepared_dir), "test").exists():
             write_champion_submission(params, store, previous)
     return current, previous

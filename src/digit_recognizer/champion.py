@@ -1,0 +1,88 @@
+"""Moving the ``champion`` alias and its history, so that a process killed between two
+registry calls leaves a state the next promotion or rollback repairs.
+
+MLflow's registry has no transaction: a move is several calls (the history tag, the
+``champion`` and ``previous-champion`` aliases, the versions' tags). Each move is first written
+whole, as one tag on the registered model (``champion_move``: the history it leads to and the
+version tags it sets), then carried out, then cleared. ``repair``, which every promotion and
+rollback runs under the promotion lock before anything else, carries out a move a killed
+process left written but unfinished; every step is idempotent, so doing one twice is harmless.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from digit_recognizer import registry_client
+
+CHAMPION = registry_client.CHAMPION
+PREVIOUS = "previous-champion"
+HISTORY_TAG = "champion_history"
+MOVE_TAG = "champion_move"  # the move under way; empty when none is
+ROLLED_BACK_TAG = "rolled_back_at"
+
+
+def champion_history(registry: registry_client.Registry) -> list[str]:
+    """Every champion so far, oldest first; the last one is the champion."""
+    return list(json.loads(registry.model_tag(HISTORY_TAG) or "[]"))
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def _carry_out(registry: registry_client.Registry, move: dict[str, Any]) -> None:
+    history: list[str] = move["history"]
+    registry.set_model_tag(HISTORY_TAG, json.dumps(history))
+    registry.set_alias(CHAMPION, history[-1])
+    if len(history) >= 2:
+        registry.set_alias(PREVIOUS, history[-2])
+    elif registry.alias(PREVIOUS) is not None:
+        registry.delete_alias(PREVIOUS)
+    for version, tags in move["version_tags"].items():
+        registry.tag_version(version, tags)
+    registry.set_model_tag(MOVE_TAG, "")
+
+
+def _move(registry: registry_client.Registry, move: dict[str, Any]) -> None:
+    registry.set_model_tag(MOVE_TAG, json.dumps(move))
+    _carry_out(registry, move)
+
+
+def repair(registry: registry_client.Registry) -> str | None:
+    """Finish a move a killed process left half done; say what it was, if there was one."""
+    pending = registry.model_tag(MOVE_TAG)
+    if pending:
+        move = json.loads(pending)
+        _carry_out(registry, move)
+        return f"finished an interrupted move of the champion to version {move['history'][-1]}"
+    current, history = registry.alias(CHAMPION), champion_history(registry)
+    if current is not None and (not history or history[-1] != current):
+        # an alias moved by hand (or by a version of this project that wrote no move first)
+        registry.set_model_tag(HISTORY_TAG, json.dumps([*history, current]))
+        return f"version {current}, champion but not last in the history, added to it"
+    return None
+
+
+def promote_to(registry: registry_client.Registry, version: str, forced: bool) -> None:
+    """Make ``version`` the champion."""
+    history = champion_history(registry)
+    if history and history[-1] == version:
+        return
+    tags = {"promoted_at": _now(), "promotion_forced": str(forced).lower()}
+    _move(registry, {"history": [*history, version], "version_tags": {version: tags}})
+
+
+def roll_back(registry: registry_client.Registry) -> tuple[str, str] | None:
+    """Move the champion back to the one before it; (from, to), or None when there is none."""
+    history = champion_history(registry)
+    current = history[-1] if history else None
+    while history and history[-1] == current:
+        history.pop()
+    if current is None or not history:
+        return None
+    tags = {current: {ROLLED_BACK_TAG: _now()}}
+    _move(registry, {"history": history, "version_tags": tags})
+    return current, history[-1]
