@@ -123,6 +123,25 @@ def test_the_team_server_runs_the_pipeline_and_serialises_promotions(
 
         # then strangers are turned away
         assert api(uri, "GET", f"registered-models/get?name={MODEL}", None)[0] == 401
+        # and no password is in any process's arguments (what ps shows every local user)
+        keys = json.loads((state / "secrets.json").read_text())
+        for arguments in Path("/proc").glob("[0-9]*/cmdline"):
+            try:
+                shown = arguments.read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            except OSError:
+                continue  # the process ended
+            for name, value in keys.items():
+                assert value not in shown, f"{name} in the arguments of {arguments.parent.name}"
+        # and a user name that is not a plain name is refused before anything is written
+        refused = subprocess.run(
+            ["digits", "server", "add-user", "../x"],
+            cwd=first,
+            env=environment,
+            capture_output=True,
+            text=True,
+        )
+        assert refused.returncode == 2 and "a user name is a letter" in refused.stderr
+        assert not list(state.parent.glob("x.env")) and not (state / "../x.env").exists()
 
         # when the editor runs the whole pipeline against the server
         assert ran_stages(run(["dvc", "repro"], first, editor)) == set(STAGES)

@@ -8,14 +8,19 @@ and kept owner-readable only in the state folder, with shell files that set the 
 client needs (``admin.env``, one per user added). ``stop`` and ``status`` do what they say.
 
 PostgreSQL refuses to run as root: under root its programs run as the ``postgres`` user, on a
-data folder that user owns; anyone else runs them as themselves.
+data folder that user owns; anyone else runs them as themselves. No password appears in a
+process's arguments (``ps`` shows them to every local user): the store URL reaches ``mlflow
+server`` through its environment, and ``mlflow db upgrade`` gets a URL without the password and
+the password as ``PGPASSWORD``.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
+import shlex
 import shutil
 import signal
 import socket
@@ -42,6 +47,8 @@ ADMIN_USER = "admin"
 START_SECONDS = 180
 AUTH_CACHE_SECONDS = 60
 Permission = Literal["read", "edit"]
+# A user's name becomes a file name in the state folder and a line of a shell file.
+USER_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_.-]{0,63}")
 
 
 @dataclass(frozen=True)
@@ -195,7 +202,8 @@ def _start_cluster(config: TeamServerConfig, paths: ServerPaths, keys: dict[str,
     )
     if status.returncode != 0:  # 3: not running
         options = (
-            f"-c listen_addresses={config.database_host} -p {config.database_port} "
+            # pg_ctl hands -o to a shell: every value quoted
+            f"-c listen_addresses={shlex.quote(config.database_host)} -p {config.database_port} "
             "-c unix_socket_directories=''"
         )
         _run(
@@ -284,23 +292,37 @@ def _write_auth_config(paths: ServerPaths, database_url: str, keys: dict[str, st
 def _write_client_env(
     path: Path, tracking_uri: str, user: str, password: str, lock_url: str
 ) -> None:
+    settings = {
+        "MLFLOW_TRACKING_URI": tracking_uri,
+        "MLFLOW_TRACKING_USERNAME": user,
+        "MLFLOW_TRACKING_PASSWORD": password,
+        LOCK_URL_VARIABLE: lock_url,
+    }
     write_private_text(
-        path,
-        f"export MLFLOW_TRACKING_URI={tracking_uri}\n"
-        f"export MLFLOW_TRACKING_USERNAME={user}\n"
-        f"export MLFLOW_TRACKING_PASSWORD={password}\n"
-        f"export {LOCK_URL_VARIABLE}={lock_url}\n",
+        path, "".join(f"export {name}={shlex.quote(value)}\n" for name, value in settings.items())
     )
 
 
 def _server_pid(paths: ServerPaths) -> int | None:
-    """The MLflow server's process id while it runs."""
+    """The MLflow server's process id while it runs: the pid file's, if that process is still
+    an MLflow server (a pid left by a crash may have been reused by anything since)."""
     try:
         pid = int(paths.pid.read_text())
-        os.kill(pid, 0)
+        arguments = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
     except (OSError, ValueError):
         return None
-    return pid
+    return pid if b"mlflow" in arguments and b"server" in arguments else None
+
+
+def _without_password(database_url: str) -> tuple[str, dict[str, str]]:
+    """The URL without its password, and the environment that gives libpq the password."""
+    from urllib.parse import unquote, urlsplit
+
+    parts = urlsplit(database_url)
+    if parts.password is None:
+        return database_url, {}
+    bare = database_url.replace(f":{parts.password}@", "@", 1)
+    return bare, {"PGPASSWORD": unquote(parts.password)}
 
 
 def healthy(tracking_uri: str) -> bool:
@@ -335,9 +357,11 @@ def start(config: TeamServerConfig, root: Path) -> ServerInfo:
     if _server_pid(paths) is not None and healthy(tracking_uri):
         return ServerInfo(tracking_uri, lock_url, admin_env, already_running=True)
     if _has_mlflow_tables(database_url):  # an older MLflow's schema is upgraded first
+        bare_url, password_environment = _without_password(database_url)
         _run(
-            [sys.executable, "-m", "mlflow", "db", "upgrade", database_url],
+            [sys.executable, "-m", "mlflow", "db", "upgrade", bare_url],
             f"mlflow db upgrade {redact(database_url)}",
+            env={**os.environ, **password_environment},
         )
     _write_auth_config(paths, database_url, keys)
     destination = config.artifacts_destination or paths.artifacts.as_uri()
@@ -345,6 +369,7 @@ def start(config: TeamServerConfig, root: Path) -> ServerInfo:
         **os.environ,
         "MLFLOW_AUTH_CONFIG_PATH": str(paths.auth_config),
         "MLFLOW_FLASK_SERVER_SECRET_KEY": keys["flask_secret_key"],
+        "MLFLOW_BACKEND_STORE_URI": database_url,  # not an argument: ps would show it
         # MLflow 3 also starts seven job consumers for GenAI features this project never
         # uses; on 2 cores their start-up and polling competed with training.
         "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
@@ -358,8 +383,6 @@ def start(config: TeamServerConfig, root: Path) -> ServerInfo:
                 "server",
                 "--app-name",
                 "basic-auth",
-                "--backend-store-uri",
-                database_url,
                 "--serve-artifacts",
                 "--artifacts-destination",
                 destination,
@@ -478,6 +501,11 @@ def add_user(
     from mlflow.exceptions import MlflowException
     from mlflow.server import get_app_client
 
+    if not USER_NAME.fullmatch(user):
+        raise UserError(
+            f"add-user {user!r}: a user name is a letter, then up to 63 letters, digits, "
+            "'_', '.' or '-'"
+        )
     paths = server_paths(config, root)
     if not paths.secrets.exists():
         raise UserError(f"{paths.secrets}: not found; run digits server start first")
