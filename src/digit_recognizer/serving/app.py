@@ -7,7 +7,7 @@ version is loaded beside the old one and then swapped in with one assignment, so
 dropped and each is answered by exactly one version, named in the ``X-Model-Version`` header.
 ``GET /model`` says what is served; ``GET /`` is a page to draw or drop a digit on, which asks
 ``POST /explain`` what the model saw and answered. Configuration comes from the environment that
-``serving.serve_command`` sets, so every uvicorn worker builds the same app.
+``serving.commands.serve_command`` sets, so every uvicorn worker builds the same app.
 """
 
 from __future__ import annotations
