@@ -120,6 +120,9 @@ def test_the_team_server_runs_the_pipeline_and_serialises_promotions(
         run(["digits", "server", "add-user", "rui", "--permission", "read"], first, environment)
         editor = {**environment, **client_settings(state / "ana.env")}
         reader = client_settings(state / "rui.env")
+        assert LOCK_URL_VARIABLE in editor and LOCK_URL_VARIABLE not in reader, (
+            "a read user's settings hold no database credentials"
+        )
 
         # then strangers are turned away
         assert api(uri, "GET", f"registered-models/get?name={MODEL}", None)[0] == 401

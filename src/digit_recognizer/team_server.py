@@ -290,14 +290,16 @@ def _write_auth_config(paths: ServerPaths, database_url: str, keys: dict[str, st
 
 
 def _write_client_env(
-    path: Path, tracking_uri: str, user: str, password: str, lock_url: str
+    path: Path, tracking_uri: str, user: str, password: str, lock_url: str | None
 ) -> None:
+    """A user's settings; the lock's credentials only for those who may promote."""
     settings = {
         "MLFLOW_TRACKING_URI": tracking_uri,
         "MLFLOW_TRACKING_USERNAME": user,
         "MLFLOW_TRACKING_PASSWORD": password,
-        LOCK_URL_VARIABLE: lock_url,
     }
+    if lock_url is not None:
+        settings[LOCK_URL_VARIABLE] = lock_url
     write_private_text(
         path, "".join(f"export {name}={shlex.quote(value)}\n" for name, value in settings.items())
     )
@@ -527,14 +529,12 @@ def add_user(
         # sentence before it.
         reason = error.message.strip().splitlines()[0].split(" Error: ")[0]
         raise UserError(f"add-user {user}: {reason}") from None
-    lock_url = _database_urls(config, keys)
+    existing = _database_urls(config, keys)
+    lock_url = existing[1] if existing else _cluster_url(config, LOCK_ROLE, keys["lock_password"])
     env_path = paths.client_env(user)
+    # a read user cannot move an alias, so needs no lock (nor its database credentials)
     _write_client_env(
-        env_path,
-        tracking_uri,
-        user,
-        password,
-        lock_url[1] if lock_url else _cluster_url(config, LOCK_ROLE, keys["lock_password"]),
+        env_path, tracking_uri, user, password, lock_url if permission == "edit" else None
     )
     return env_path
 
