@@ -22,8 +22,7 @@ import numpy.typing as npt
 
 from digit_recognizer.config import load_params
 from digit_recognizer.data.kaggle_csv import IMAGE_SIDE
-from digit_recognizer.data.pictures import PictureError, read_picture
-from digit_recognizer.data.robustness import KINDS, RENDERED_LIMITS, png_bytes, render
+from digit_recognizer.data.robustness import KINDS, png_bytes, read_rendered, render
 from digit_recognizer.data.splits import evaluation_split
 
 
@@ -40,10 +39,7 @@ def squeezed(content: bytes) -> npt.NDArray[np.uint8]:
 
 
 def mnist_way(content: bytes) -> npt.NDArray[np.uint8]:
-    try:
-        return read_picture(content, "benchmark", RENDERED_LIMITS)
-    except PictureError:
-        return np.zeros(IMAGE_SIDE * IMAGE_SIDE, dtype=np.uint8)
+    return read_rendered(content, "benchmark")
 
 
 def other_writers() -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.int64]]:
@@ -68,7 +64,10 @@ def accuracies(
 ) -> dict[str, npt.NDArray[np.bool_]]:
     """Which pictures each reader gets right, by name."""
     hits = {}
-    for name, reader in (("before", squeezed), ("after", mnist_way)):
+    for name, reader in (
+        ("before", squeezed),
+        ("after", lambda content: read_rendered(content, "benchmark")),
+    ):
         rows = np.stack([reader(picture) for picture in pictures]).astype(np.float32)
         predicted = model.predict(rows.reshape(-1, 28, 28, 1), verbose=0).argmax(axis=1)  # type: ignore[attr-defined]
         hits[name] = np.asarray(predicted == labels)

@@ -15,7 +15,6 @@ kind changes one thing a person changes:
 from __future__ import annotations
 
 import io
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -120,17 +119,19 @@ def png_bytes(picture: Picture) -> bytes:
     return buffer.getvalue()
 
 
-def build_robustness_set(
-    source: DigitTable,
-    images_per_kind: int,
-    seed: int,
-    read: Callable[[bytes, str], npt.NDArray[np.uint8]] | None = None,
-) -> RobustnessSet:
+def read_rendered(content: bytes, source: str) -> npt.NDArray[np.uint8]:
+    """A rendered picture read by the project's reader; a blank frame where it finds no digit
+    (scored as the model then answers, never skipped)."""
+    try:
+        return read_picture(content, source, RENDERED_LIMITS)
+    except PictureError:
+        return np.zeros(IMAGE_SIDE * IMAGE_SIDE, dtype=np.uint8)
+
+
+def build_robustness_set(source: DigitTable, images_per_kind: int, seed: int) -> RobustnessSet:
     """``images_per_kind`` pictures of every kind, each of a different evaluation image within
-    a kind, encoded as PNG and read back (by ``read``, the project's picture reader unless a
-    test says otherwise)."""
+    a kind, encoded as PNG and read back by the project's picture reader."""
     assert source.labels is not None, "the robustness set is drawn from a labelled split"
-    reader = read or (lambda content, name: read_picture(content, name, RENDERED_LIMITS))
     rng = np.random.default_rng(seed)
     count = min(images_per_kind, len(source))
     rows, labels, kinds, origins = [], [], [], []
@@ -138,10 +139,7 @@ def build_robustness_set(
         chosen = np.sort(rng.choice(len(source), size=count, replace=False))
         for index in chosen:
             picture = render(source.images[index], kind, rng)
-            try:
-                rows.append(reader(png_bytes(picture), f"robustness {kind} #{index}"))
-            except PictureError:  # the reader saw no digit: a blank frame, scored as it goes
-                rows.append(np.zeros(IMAGE_SIDE * IMAGE_SIDE, dtype=np.uint8))
+            rows.append(read_rendered(png_bytes(picture), f"robustness {kind} #{index}"))
             labels.append(source.labels[index])
             kinds.append(kind)
             origins.append(index)
@@ -201,10 +199,7 @@ def plot_examples(source: DigitTable, seed: int, path: Path, per_kind: int = 8) 
     for row, kind in enumerate(KINDS):
         for column, index in enumerate(rng.choice(len(source), size=per_kind, replace=False)):
             picture = render(source.images[index], kind, rng)
-            try:
-                seen = read_picture(png_bytes(picture), kind, RENDERED_LIMITS)
-            except PictureError:
-                seen = np.zeros(IMAGE_SIDE * IMAGE_SIDE, dtype=np.uint8)
+            seen = read_rendered(png_bytes(picture), kind)
             for offset, image in enumerate((picture, seen.reshape(IMAGE_SIDE, IMAGE_SIDE))):
                 axes = grid[row, column * 2 + offset]
                 axes.imshow(image, cmap="gray", vmin=0, vmax=255)
