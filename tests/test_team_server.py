@@ -1,17 +1,26 @@
 """Team mode on the MLflow side, end to end: the project's own command starts PostgreSQL and
-an authenticated MLflow server on 127.0.0.1, the pipeline runs against it, promotions from two
-project folders are serialised by a lock they share, and everything stops again."""
+an authenticated MLflow server over TLS; a teammate on a second machine (a network namespace,
+when the tests run as root) runs the pipeline against it, promotes, rolls back and serves;
+promotions from the two machines are serialised by the lock they share; everything stops."""
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
+import os
 import shutil
+import signal
+import socket
+import ssl
 import subprocess
+import sys
 import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,15 +31,8 @@ from digit_recognizer.locks import LOCK_URL_VARIABLE, advisory_lock
 from tests.conftest import free_port
 from tests.pipeline_fixtures import STAGES, commit_all, git_copy_with_tiny_data, ran_stages, run
 from tests.registry_fixtures import register_candidate
-from tests.test_serving import DIGITS, request, start, stop
 
 MODEL = "digit-recognizer"
-
-
-def client_settings(path: Path) -> dict[str, str]:
-    """The variables an ``export NAME=value`` file sets."""
-    pairs = (line.removeprefix("export ").split("=", 1) for line in path.read_text().splitlines())
-    return dict(pairs)
 
 
 def api(
@@ -46,8 +48,10 @@ def api(
     if user is not None:
         token = f"{user['MLFLOW_TRACKING_USERNAME']}:{user['MLFLOW_TRACKING_PASSWORD']}"
         request.add_header("Authorization", f"Basic {base64.b64encode(token.encode()).decode()}")
+    authority = (user or {}).get("MLFLOW_TRACKING_SERVER_CERT_PATH")
+    context = ssl.create_default_context(cafile=authority) if authority else None
     try:
-        with urllib.request.urlopen(request, timeout=30) as response:
+        with urllib.request.urlopen(request, timeout=30, context=context) as response:
             return response.status, json.loads(response.read() or b"{}")
     except urllib.error.HTTPError as error:
         return error.code, None
@@ -69,20 +73,52 @@ def tag(run: dict[str, Any], name: str) -> str | None:
     return next((t["value"] for t in run["data"].get("tags", []) if t["key"] == name), None)
 
 
-def advisory_lock_waiters(lock_url: str, seconds: float) -> int:
-    """How many sessions wait for an advisory lock, once at least one does (or time is up)."""
-    import psycopg
+# Counts the sessions waiting for an advisory lock, once one waits (or time is up).
+WAITERS = """
+import sys, time, psycopg
+deadline = time.monotonic() + float(sys.argv[1])
+with psycopg.connect(sys.stdin.read(), autocommit=True) as connection:
+    while True:
+        row = connection.execute(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+        ).fetchone()
+        if row[0] or time.monotonic() > deadline:
+            print(row[0])
+            break
+        time.sleep(0.5)
+"""
 
-    deadline = time.monotonic() + seconds
-    with psycopg.connect(lock_url, autocommit=True) as connection:
-        while True:
-            row = connection.execute(
-                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
-            ).fetchone()
-            waiting = int(row[0]) if row else 0
-            if waiting or time.monotonic() > deadline:
-                return waiting
-            time.sleep(0.5)
+
+def advisory_lock_waiters(lock_url: str, seconds: float) -> int:
+    """How many sessions wait for an advisory lock, asked from a process of its own: this one
+    loaded TensorFlow, whose BoringSSL symbols crash libpq's SSL (see locks.advisory_lock)."""
+    counted = subprocess.run(
+        [sys.executable, "-c", WAITERS, str(seconds)],
+        input=lock_url,  # not an argument: ps would show the password
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return int(counted.stdout)
+
+
+def champion_history(uri: str, user: dict[str, str]) -> list[str]:
+    status, model = api(uri, "GET", f"registered-models/get?name={MODEL}", user)
+    assert status == 200
+    tags = {t["key"]: t["value"] for t in model["registered_model"]["tags"]}
+    return list(json.loads(tags["champion_history"]))
+
+
+def wait_for_json(url: str, process: subprocess.Popen[bytes]) -> Any:
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        assert process.poll() is None, f"exited with {process.returncode}"
+        try:
+            with urllib.request.urlopen(url, timeout=5) as response:
+                return json.loads(response.read())
+        except (urllib.error.URLError, OSError):
+            time.sleep(1)
+    raise AssertionError(f"{url} did not answer")
 
 
 def model_champion(uri: str, user: dict[str, str]) -> str:
@@ -92,53 +128,196 @@ def model_champion(uri: str, user: dict[str, str]) -> str:
     return str(aliases["champion"])
 
 
+NETWORK, SERVER_ADDRESS, TEAMMATE_ADDRESS = "10.77.0.0/24", "10.77.0.1", "10.77.0.2"
+
+
+@dataclass(frozen=True)
+class Machines:
+    """Where the teammate's commands run: a network namespace joined to this machine by a veth
+    pair (a second machine), or, without root, this machine itself."""
+
+    namespace: str | None
+    server_address: str
+    teammate_address: str
+
+    def teammate(self, argv: list[str]) -> list[str]:
+        return ["ip", "netns", "exec", self.namespace, *argv] if self.namespace else argv
+
+
+def _ip(*arguments: str) -> None:
+    subprocess.run(["ip", *arguments], check=True, capture_output=True)
+
+
+@contextlib.contextmanager
+def two_machines() -> Iterator[Machines]:
+    """A second machine at 10.77.0.2 reaching this one at 10.77.0.1, removed afterwards."""
+    if os.geteuid() != 0 or shutil.which("ip") is None:
+        yield Machines(None, "127.0.0.1", "127.0.0.1")
+        return
+    suffix = str(os.getpid() % 100000)
+    namespace, here, there = f"digits-mate-{suffix}", f"dgh{suffix}", f"dgm{suffix}"
+    _ip("netns", "add", namespace)
+    try:
+        _ip("link", "add", here, "type", "veth", "peer", "name", there)
+        _ip("link", "set", there, "netns", namespace)
+        _ip("addr", "add", f"{SERVER_ADDRESS}/24", "dev", here)
+        _ip("link", "set", here, "up")
+        for command in (
+            ("addr", "add", f"{TEAMMATE_ADDRESS}/24", "dev", there),
+            ("link", "set", there, "up"),
+            ("link", "set", "lo", "up"),
+        ):
+            _ip("netns", "exec", namespace, "ip", *command)
+        yield Machines(namespace, SERVER_ADDRESS, TEAMMATE_ADDRESS)
+    finally:
+        left = subprocess.run(
+            ["ip", "netns", "pids", namespace], capture_output=True, text=True, check=False
+        ).stdout.split()
+        for pid in left:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(pid), signal.SIGKILL)
+        subprocess.run(["ip", "netns", "delete", namespace], capture_output=True, check=False)
+        subprocess.run(["ip", "link", "delete", here], capture_output=True, check=False)
+
+
+def sourced(settings: Path, home: Path) -> dict[str, str]:
+    """A fresh login's environment after ``source settings`` (only PATH and HOME before)."""
+    home.mkdir(parents=True, exist_ok=True)
+    bare = {"PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    bare |= {"HOME": str(home), "LANG": "C.UTF-8"}
+    printed = subprocess.run(
+        ["bash", "-c", 'source "$1" && env -0', "bash", str(settings)],
+        env=bare,
+        capture_output=True,
+        check=True,
+    ).stdout.decode()
+    return dict(line.split("=", 1) for line in printed.split("\0") if "=" in line)
+
+
+# Run on the teammate's machine: what answers there, and what is refused.
+PROBE = """
+import json, ssl, sys, urllib.request, psycopg
+uri, authority, lock_url = sys.argv[1:4]
+found = {}
+def fetch(url, context=None):
+    try:
+        with urllib.request.urlopen(url, timeout=10, context=context) as response:
+            return response.status
+    except urllib.error.HTTPError as error:
+        return error.code
+    except Exception as error:
+        return type(error).__name__
+found["https"] = fetch(f"{uri}/health", ssl.create_default_context(cafile=authority))
+found["clear_http"] = fetch(uri.replace("https://", "http://", 1) + "/health")
+found["stranger"] = fetch(
+    f"{uri}/api/2.0/mlflow/registered-models/get?name=digit-recognizer",
+    ssl.create_default_context(cafile=authority),
+)
+for mode in ("verify-full", "disable"):
+    url = lock_url.split("?")[0] + f"?sslmode={mode}&sslrootcert={authority}"
+    try:
+        psycopg.connect(url, connect_timeout=10).close()
+        found[mode] = "connected"
+    except psycopg.Error as error:
+        found[mode] = str(error).strip().splitlines()[0]
+print(json.dumps(found))
+"""
+
+
 @pytest.mark.slow
-def test_the_team_server_runs_the_pipeline_and_serialises_promotions(
+def test_a_teammate_on_another_machine_runs_promotes_and_serves_through_the_team_server(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # given a project whose params point the team server at free ports and a state folder
-    # that PostgreSQL's own user can reach when the tests run as root
+    with two_machines() as machines:
+        team_server_from_two_machines(machines, tmp_path, monkeypatch)
+
+
+def team_server_from_two_machines(
+    machines: Machines, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # given a project whose params put the team server on this machine's address (on every
+    # address with a namespace, as the README says), and a state folder that PostgreSQL's own
+    # user can reach when the tests run as root
     state = Path(tempfile.mkdtemp(prefix="digits-team-server-", dir="/tmp"))
     state.chmod(0o711)
-    first = tmp_path / "first"
-    first.mkdir()
-    environment = git_copy_with_tiny_data(first, labelled_test=True)
+    project = tmp_path / "project"
+    project.mkdir()
+    environment = git_copy_with_tiny_data(project, labelled_test=True)
     del environment["MLFLOW_TRACKING_URI"]
-    params = yaml.safe_load((first / "params.yaml").read_text())
+    params = yaml.safe_load((project / "params.yaml").read_text())
     params["server"].update(state_dir=str(state), port=free_port(), database_port=free_port())
-    (first / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    commit_all(first, environment, "team server on free ports")
-    uri = f"http://127.0.0.1:{params['server']['port']}"
+    if machines.namespace:
+        params["server"].update(
+            host="0.0.0.0",
+            address=machines.server_address,
+            database_host="0.0.0.0",
+            allowed_networks=[NETWORK],
+        )
+    params["serve"]["host"] = machines.teammate_address  # the teammate serves on their machine
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    commit_all(project, environment, "team server on free ports")
+    uri = f"https://{machines.server_address}:{params['server']['port']}"
     try:
         # when the project's command starts the server, and the admin adds two users
-        started = run(["digits", "server", "start"], first, environment)
+        started = run(["digits", "server", "start"], project, environment)
         assert uri in started
         assert oct((state / "secrets.json").stat().st_mode)[-3:] == "600"
-        admin = client_settings(state / "admin.env")
+        run(["digits", "server", "add-user", "ana", "--permission", "edit"], project, environment)
+        run(["digits", "server", "add-user", "rui", "--permission", "read"], project, environment)
+        # and each settings file is all its user gets, sourced on their own machine
+        editor = sourced(state / "ana.env", tmp_path / "ana-home")
+        reader = sourced(state / "rui.env", tmp_path / "rui-home")
+        admin = sourced(state / "admin.env", tmp_path / "admin-home")
+        assert editor["MLFLOW_TRACKING_URI"] == uri and Path(
+            editor["MLFLOW_TRACKING_SERVER_CERT_PATH"]
+        ).is_relative_to(tmp_path / "ana-home"), "the authority saved in the user's home"
         assert admin["MLFLOW_TRACKING_PASSWORD"] != "password1234", "never MLflow's old default"
-        run(["digits", "server", "add-user", "ana", "--permission", "edit"], first, environment)
-        run(["digits", "server", "add-user", "rui", "--permission", "read"], first, environment)
-        editor = {**environment, **client_settings(state / "ana.env")}
-        reader = client_settings(state / "rui.env")
-        assert LOCK_URL_VARIABLE in editor and LOCK_URL_VARIABLE not in reader, (
+        assert LOCK_URL_VARIABLE in editor and LOCK_URL_VARIABLE not in reader
+        assert "postgresql://" not in (state / "rui.env").read_text(), (
             "a read user's settings hold no database credentials"
         )
-
-        # then strangers are turned away
-        assert api(uri, "GET", f"registered-models/get?name={MODEL}", None)[0] == 401
-        # and no password is in any process's arguments (what ps shows every local user)
         keys = json.loads((state / "secrets.json").read_text())
+        assert keys["database_password"] not in (state / "ana.env").read_text(), (
+            "nobody gets the backend store's credentials"
+        )
+
+        # then no password is in any process's arguments (what ps shows every local user)
+        secrets = {**keys, "ana": editor["MLFLOW_TRACKING_PASSWORD"]}
+        secrets["rui"] = reader["MLFLOW_TRACKING_PASSWORD"]
         for arguments in Path("/proc").glob("[0-9]*/cmdline"):
             try:
                 shown = arguments.read_bytes().replace(b"\0", b" ").decode(errors="replace")
             except OSError:
                 continue  # the process ended
-            for name, value in keys.items():
+            for name, value in secrets.items():
                 assert value not in shown, f"{name} in the arguments of {arguments.parent.name}"
+        # and from the teammate's machine the server answers over TLS only, strangers get 401,
+        # and PostgreSQL admits the lock role over SSL only
+        probed = json.loads(
+            run(
+                machines.teammate(
+                    [
+                        sys.executable,
+                        "-c",
+                        PROBE,
+                        uri,
+                        editor["MLFLOW_TRACKING_SERVER_CERT_PATH"],
+                        editor[LOCK_URL_VARIABLE],
+                    ]
+                ),
+                tmp_path,
+                editor,
+            )
+        )
+        assert probed["https"] == 200 and probed["stranger"] == 401, probed
+        assert probed["clear_http"] not in (200, 401), "no answer in clear text"
+        assert probed["verify-full"] == "connected", probed
+        if machines.namespace:  # loopback may connect without SSL; other machines may not
+            assert "no encryption" in probed["disable"], probed
         # and a user name that is not a plain name is refused before anything is written
         refused = subprocess.run(
             ["digits", "server", "add-user", "../x"],
-            cwd=first,
+            cwd=project,
             env=environment,
             capture_output=True,
             text=True,
@@ -146,8 +325,11 @@ def test_the_team_server_runs_the_pipeline_and_serialises_promotions(
         assert refused.returncode == 2 and "a user name is a letter" in refused.stderr
         assert not list(state.parent.glob("x.env")) and not (state / "../x.env").exists()
 
-        # when the editor runs the whole pipeline against the server
-        assert ran_stages(run(["dvc", "repro"], first, editor)) == set(STAGES)
+        # when the teammate, on their machine, runs the whole pipeline against the server
+        teammate = tmp_path / "teammate"
+        shutil.copytree(project, teammate, symlinks=True)
+        output = run(machines.teammate(["dvc", "repro"]), teammate, editor)
+        assert ran_stages(output) == set(STAGES)
 
         # then the server holds the runs, the nested trials, the artifacts and the versions
         status, experiment = api(
@@ -178,83 +360,142 @@ def test_the_team_server_runs_the_pipeline_and_serialises_promotions(
             found["info"]["artifact_uri"].startswith("mlflow-artifacts:") for found in train_runs
         )
         assert list((state / "artifacts").rglob("MLmodel")), "artifacts went through the server"
-        assert not (first / "mlruns").exists() and not (first / "mlflow.db").exists()
+        assert not (teammate / "mlruns").exists() and not (teammate / "mlflow.db").exists()
         status, versions = api(uri, "GET", f"model-versions/search?filter=name='{MODEL}'", reader)
         assert status == 200 and len(versions["model_versions"]) == 2
-        status, model = api(uri, "GET", f"registered-models/get?name={MODEL}", reader)
         champion = model_champion(uri, reader)
 
-        # and a read-only user may look but not move the champion
-        move = {"name": MODEL, "alias": "champion", "version": "1"}
-        assert api(uri, "POST", "registered-models/alias", reader, move)[0] == 403
+        # and a read-only user may look but writes nothing
+        run_id = every_run[0]["info"]["run_id"]
+        writes = [
+            ("experiments/create", {"name": "rui's"}),
+            ("runs/create", {"experiment_id": experiment_id}),
+            ("runs/set-tag", {"run_id": run_id, "key": "k", "value": "v"}),
+            ("runs/log-metric", {"run_id": run_id, "key": "m", "value": 1, "timestamp": 1}),
+            ("runs/delete", {"run_id": run_id}),
+            ("registered-models/alias", {"name": MODEL, "alias": "champion", "version": "1"}),
+            ("registered-models/set-tag", {"name": MODEL, "key": "k", "value": "v"}),
+            ("model-versions/set-tag", {"name": MODEL, "version": "1", "key": "k", "value": "v"}),
+        ]
+        for path, body in writes:
+            assert api(uri, "POST", path, reader, body)[0] == 403, path
+        for path, body in [
+            ("registered-models/alias", {"name": MODEL, "alias": "champion"}),
+            ("model-versions/delete", {"name": MODEL, "version": "1"}),
+            ("registered-models/delete", {"name": MODEL}),
+        ]:
+            assert api(uri, "DELETE", path, reader, body)[0] == 403, path
+        assert model_champion(uri, reader) == champion
 
-        # and the registry commands work against the server
-        assert f"{champion}" in run(["digits", "registry"], first, editor)
-        assert uri in run(["digits", "ui"], first, editor)
-        run(["digits", "predict", "--input", "data/test.csv", "--output", "p.csv"], first, editor)
+        # and the registry commands work from the teammate's machine
+        assert f"{champion}" in run(machines.teammate(["digits", "registry"]), teammate, editor)
+        assert uri in run(machines.teammate(["digits", "ui"]), teammate, editor)
+        predict = ["digits", "predict", "--input", "data/test.csv", "--output", "p.csv"]
+        run(machines.teammate(predict), teammate, editor)
 
-        # given a second project folder, and two more versions to promote
-        second = tmp_path / "second"
-        shutil.copytree(first, second, symlinks=True)
-        for name in ("MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"):
-            monkeypatch.setenv(name, editor[name])
-        extra = [register_candidate(first, "ann", range(step)).version for step in (1, 2)]
+        # given a colleague on the server's machine with the teammate's results, and two more
+        # versions to promote
+        colleague = tmp_path / "colleague"
+        shutil.copytree(teammate, colleague, symlinks=True)
+        for name in (
+            "MLFLOW_TRACKING_URI",
+            "MLFLOW_TRACKING_USERNAME",
+            "MLFLOW_TRACKING_PASSWORD",
+            "MLFLOW_TRACKING_SERVER_CERT_PATH",
+        ):
+            monkeypatch.setenv(name, admin[name])
+        extra = [register_candidate(colleague, "ann", range(step)).version for step in (1, 2)]
         assert extra == ["3", "4"]
-        # when one client holds the shared lock, a promotion from the other folder waits
-        with advisory_lock(editor[LOCK_URL_VARIABLE], f"digit-recognizer/registry/{MODEL}"):
+        promote_three = ["promote", "--version", "3", "--force"]
+        lock_name = f"digit-recognizer/registry/{MODEL}"
+        # when the colleague holds the shared lock, a promotion from the teammate's machine
+        # waits, and one with a short timeout gives up naming the holder
+        with advisory_lock(admin[LOCK_URL_VARIABLE], lock_name, 60):
+            short = yaml.safe_load((teammate / "params.yaml").read_text())
+            short["promote"]["lock_timeout_seconds"] = 2.0
+            (teammate / "short-wait.yaml").write_text(yaml.safe_dump(short))
+            impatient = subprocess.run(
+                machines.teammate(["digits", "--params", "short-wait.yaml", *promote_three]),
+                cwd=teammate,
+                env=editor,
+                capture_output=True,
+                text=True,
+            )
+            assert impatient.returncode == 2, impatient.stderr
+            assert impatient.stderr.count("\n") == 1, impatient.stderr
+            holder = f"held by admin@{socket.gethostname()} pid {os.getpid()}"
+            assert holder in impatient.stderr, impatient.stderr
             waiting = subprocess.Popen(
-                ["digits", "promote", "--version", "3", "--force"],
-                cwd=second,
+                machines.teammate(["digits", *promote_three]),
+                cwd=teammate,
                 env=editor,
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.PIPE,
                 text=True,
             )
-            assert advisory_lock_waiters(editor[LOCK_URL_VARIABLE], seconds=120) == 1
+            assert advisory_lock_waiters(admin[LOCK_URL_VARIABLE], seconds=120) == 1
             assert waiting.poll() is None, "the promotion did not wait for the lock"
             assert model_champion(uri, reader) == champion, "nothing moved while it waited"
         waiting_error = waiting.communicate(timeout=300)[1]
         assert waiting.returncode == 0, waiting_error
-        # and two promotions from the two folders race
+        # and promotions from the two machines race
         racing = [
             subprocess.Popen(
-                ["digits", "promote", "--version", version, "--force"],
+                command,
                 cwd=folder,
-                env=editor,
+                env=settings,
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.PIPE,
                 text=True,
             )
-            for folder, version in ((first, "4"), (second, "1"))
+            for command, folder, settings in (
+                (
+                    machines.teammate(["digits", "promote", "--version", "4", "--force"]),
+                    teammate,
+                    editor,
+                ),
+                (
+                    ["digits", "promote", "--version", "1", "--force"],
+                    colleague,
+                    {**environment, **admin},
+                ),
+            )
         ]
         errors = [process.communicate(timeout=300)[1] for process in racing]
         assert [process.returncode for process in racing] == [0, 0], errors
 
         # then the history holds every promotion and agrees with the alias
-        status, model = api(uri, "GET", f"registered-models/get?name={MODEL}", reader)
-        tags = {t["key"]: t["value"] for t in model["registered_model"]["tags"]}
-        history = json.loads(tags["champion_history"])
+        history = champion_history(uri, reader)
         assert history[0] == champion and history[1] == "3"
         assert sorted(history[2:]) == ["1", "4"], history
         assert model_champion(uri, reader) == history[-1]
-        # and digits serve loads the champion through the server
+        # when the teammate rolls back, then the champion before the last is back
+        run(machines.teammate(["digits", "rollback"]), teammate, editor)
+        assert model_champion(uri, reader) == history[-2]
+        # and the teammate serves the champion on their machine, loaded through the server
         port = free_port()
-        served = start(
-            [*DIGITS, "serve", "--port", str(port)], first, f"http://127.0.0.1:{port}/ping"
+        served = subprocess.Popen(
+            machines.teammate(["digits", "serve", "--port", str(port)]),
+            cwd=teammate,
+            env=editor,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
         )
         try:
-            status, answer = request(f"http://127.0.0.1:{port}/model")
-            assert status == 200 and json.loads(answer)["version"] == history[-1], answer
+            answer = wait_for_json(f"http://{machines.teammate_address}:{port}/model", served)
+            assert answer["version"] == history[-2], answer
         finally:
-            stop(served)
+            os.killpg(served.pid, signal.SIGTERM)
+            served.wait(timeout=30)
     finally:
         # when the server stops, then nothing runs, and clients fail in one line naming it
-        stopped = run(["digits", "server", "stop"], first, environment)
+        stopped = run(["digits", "server", "stop"], project, environment)
     assert "mlflow server" in stopped and "PostgreSQL" in stopped
-    assert "stopped" in run(["digits", "server", "status"], first, environment)
+    assert "stopped" in run(["digits", "server", "status"], project, environment)
     offline = subprocess.run(
-        ["digits", "registry"],
-        cwd=first,
+        machines.teammate(["digits", "registry"]),
+        cwd=teammate,
         env={**editor, "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0"},
         capture_output=True,
         text=True,

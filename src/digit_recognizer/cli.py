@@ -234,30 +234,30 @@ def _predict(arguments: argparse.Namespace, params: Params) -> None:
 
 
 def _server(arguments: argparse.Namespace, params: Params) -> None:
-    from digit_recognizer import team_server
+    from digit_recognizer.team import server
     from digit_recognizer.tracking import project_root
 
     root = project_root()
     if arguments.action == "start":
-        info = team_server.start(params.server, root)
+        info = server.start(params.server, root)
         state = "already running" if info.already_running else "started"
         print(f"server: {state} on {info.tracking_uri} (PostgreSQL store, basic auth)")
-        print(f"server: clients set MLFLOW_TRACKING_URI={info.tracking_uri} and their user's")
-        print(f"server: credentials; as admin: source {info.admin_env}")
+        print(f"server: as admin, here or on any machine: source {info.admin_settings}")
     elif arguments.action == "stop":
-        stopped = team_server.stop(params.server, root)
+        stopped = server.stop(params.server, root)
         print(f"server: stopped {' and '.join(stopped)}" if stopped else "server: nothing ran")
     elif arguments.action == "status":
-        print("\n".join(f"server: {line}" for line in team_server.status(params.server, root)))
+        print("\n".join(f"server: {line}" for line in server.status(params.server, root)))
     else:
         if not arguments.user:
             raise UserError("server add-user needs a user name: digits server add-user NAME")
-        settings = team_server.add_user(
+        settings = server.add_team_user(
             params.server, params.mlflow, root, arguments.user, arguments.permission
         )
         print(
             f"server: added {arguments.user} ({arguments.permission}); their settings, password "
-            f"included, are in {settings}: hand it over privately, then delete it"
+            f"included, are in {settings}: hand it over privately, then delete it; they run "
+            f"source {settings.name}"
         )
 
 

@@ -3,24 +3,33 @@
 MLflow's registry has no compare-and-set, so two promotions must not interleave. Against the
 default local store a lock file in the project root serialises them. Against a shared store
 (a team server) clients on different machines share nothing on disk: they take a PostgreSQL
-advisory lock on the database named by ``DIGITS_REGISTRY_LOCK_URL`` (``digits server start``
-prints it), which PostgreSQL releases by itself when a client's connection dies.
+advisory lock on the database named by ``DIGITS_REGISTRY_LOCK_URL`` (in the settings file
+``digits server add-user`` writes), which PostgreSQL releases by itself when a client's
+connection dies. Either lock is waited for at most ``promote.lock_timeout_seconds``; then the
+waiter fails in one line naming the holder (user, machine, process).
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import getpass
 import hashlib
 import os
+import socket
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 from digit_recognizer.errors import UserError
 
 LOCK_URL_VARIABLE = "DIGITS_REGISTRY_LOCK_URL"
 LOCK_FILE = ".registry.lock"
+APPLICATION_PREFIX = "digits "  # how the lock's sessions name themselves to PostgreSQL
 LOCAL_SCHEMES = frozenset({"", "file", "sqlite"})  # stores that live on this machine
 
 
@@ -37,50 +46,145 @@ def redact(url: str) -> str:
     return url.replace(f":{parts.password}@", ":***@", 1)
 
 
+def holder_name() -> str:
+    """Who takes a lock, as another waiting for it is told: user, machine and process."""
+    user = os.environ.get("MLFLOW_TRACKING_USERNAME") or getpass.getuser()
+    return f"{user}@{socket.gethostname()} pid {os.getpid()}"
+
+
+def _timed_out(what: str, holder: str, timeout: float) -> UserError:
+    return UserError(
+        f"{what}: held by {holder}; waited {timeout:g} s (promote.lock_timeout_seconds) for "
+        "its promotion or rollback to end"
+    )
+
+
 @contextlib.contextmanager
-def file_lock(path: Path) -> Iterator[None]:
-    with path.open("a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
+def file_lock(path: Path, timeout: float) -> Iterator[None]:
+    with path.open("a+") as handle:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    handle.seek(0)
+                    raise _timed_out(str(path), handle.read().strip() or "?", timeout) from None
+                time.sleep(0.2)
         try:
+            handle.truncate(0)
+            handle.write(f"{holder_name()} since {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
+            handle.flush()
             yield
         finally:
+            handle.truncate(0)
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-@contextlib.contextmanager
-def advisory_lock(lock_url: str, name: str) -> Iterator[None]:
-    """Hold PostgreSQL's session advisory lock for ``name`` (waits for the holder)."""
+def _holder(connection: Any, key: int) -> str:
+    """The application name, address and start of the session holding advisory lock ``key``
+    (sessions of the same role see each other's)."""
+    unsigned = key & 0xFFFF_FFFF_FFFF_FFFF  # pg_locks splits the bigint into two oids
+    row = connection.execute(
+        "SELECT a.application_name, host(a.client_addr), a.backend_start "
+        "FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
+        "WHERE l.locktype = 'advisory' AND l.granted "
+        "AND l.classid::bigint = %s AND l.objid::bigint = %s",
+        (unsigned >> 32, unsigned & 0xFFFF_FFFF),
+    ).fetchone()
+    if row is None:
+        return "a session that has just ended"
+    name, address, since = row
+    name = str(name or "an unnamed client").removeprefix(APPLICATION_PREFIX)
+    return f"{name} from {address or 'the server'} since {since:%H:%M:%S %Z}"
+
+
+def _hold_advisory_lock(lock_url: str, name: str, timeout: float, holder: str) -> int:
+    """In the lock's own process: take the lock, say ``locked`` (or the error, in one line),
+    hold it until standard input closes, then end the session, which releases it."""
     import psycopg
 
     try:
-        connection = psycopg.connect(lock_url, connect_timeout=10)
+        connection = psycopg.connect(
+            lock_url,
+            connect_timeout=10,
+            autocommit=True,
+            application_name=f"{APPLICATION_PREFIX}{holder}"[:63],
+        )
     except psycopg.Error as error:
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error)
-        raise UserError(
-            f"{LOCK_URL_VARIABLE}={redact(lock_url)}: cannot connect: {first_line}"
-        ) from None
-    try:
-        connection.autocommit = True
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_lock(%s)", (advisory_key(name),))
-        yield
-    finally:
-        connection.close()  # ends the session, which releases the lock even if unlock fails
+        print(f"{LOCK_URL_VARIABLE}={redact(lock_url)}: cannot connect: {first_line}", flush=True)
+        return 1
+    with connection:
+        key = advisory_key(name)
+        connection.execute(f"SET lock_timeout = {int(timeout * 1000)}")
+        try:
+            connection.execute("SELECT pg_advisory_lock(%s)", (key,))
+        except psycopg.errors.LockNotAvailable:
+            parts = urlsplit(lock_url)
+            where = f"{parts.username}@{parts.hostname}:{parts.port}{parts.path}"
+            timed_out = _timed_out(
+                f"the promotion lock ({where})", _holder(connection, key), timeout
+            )
+            print(timed_out, flush=True)
+            return 1
+        print("locked", flush=True)
+        sys.stdin.read()  # until the client closes it, or dies
+    return 0
 
 
 @contextlib.contextmanager
-def registry_lock(root: Path, registered_model: str, tracking_uri: str) -> Iterator[None]:
+def advisory_lock(lock_url: str, name: str, timeout: float) -> Iterator[None]:
+    """Hold PostgreSQL's session advisory lock for ``name``, waiting at most ``timeout`` s.
+
+    A small process of its own holds the session: TensorFlow exports its BoringSSL's symbols
+    process-wide, and libpq's OpenSSL calls bound to them once TensorFlow is loaded crash
+    (``free(): invalid pointer``). The lock's process never loads TensorFlow; if this one
+    dies, its pipe closes, the lock's process ends, and PostgreSQL releases the lock.
+    """
+    session = subprocess.Popen(
+        [sys.executable, "-m", __name__, name, str(timeout), holder_name()],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, LOCK_URL_VARIABLE: lock_url},  # not an argument: ps would show it
+    )
+    assert session.stdin is not None and session.stdout is not None
+    answer = session.stdout.readline().strip()
+    if answer != "locked":
+        session.stdin.close()
+        session.wait()
+        raise UserError(answer or f"the promotion lock's process ended with {session.returncode}")
+    try:
+        yield
+    finally:
+        session.stdin.close()
+        session.wait(timeout=60)
+
+
+@contextlib.contextmanager
+def registry_lock(
+    root: Path, registered_model: str, tracking_uri: str, timeout: float
+) -> Iterator[None]:
     """Serialise alias moves of ``registered_model`` among every client of the store."""
     lock_url = os.environ.get(LOCK_URL_VARIABLE)
     if lock_url:
-        with advisory_lock(lock_url, f"digit-recognizer/registry/{registered_model}"):
+        with advisory_lock(lock_url, f"digit-recognizer/registry/{registered_model}", timeout):
             yield
         return
     if urlsplit(tracking_uri).scheme not in LOCAL_SCHEMES:
         raise UserError(
             f"{tracking_uri} is shared, and promotions from other machines would not be "
             f"serialised by a local lock file: set {LOCK_URL_VARIABLE} to the team's lock "
-            "database (digits server status prints it)"
+            "database (the settings file digits server add-user writes holds it)"
         )
-    with file_lock(root / LOCK_FILE):
+    with file_lock(root / LOCK_FILE, timeout):
         yield
+
+
+if __name__ == "__main__":
+    lock_name, wait_seconds, holder = sys.argv[1:4]
+    sys.exit(
+        _hold_advisory_lock(os.environ[LOCK_URL_VARIABLE], lock_name, float(wait_seconds), holder)
+    )

@@ -298,7 +298,7 @@ def promote(
     store = tracking.Store.for_project(params.mlflow, root)
     tracking.activate(store)
     registry = registry_client.Registry(store, params.mlflow.registered_model_name)
-    with registry_lock(root, registry.name, store.uri):
+    with registry_lock(root, registry.name, store.uri, params.promote.lock_timeout_seconds):
         _say_repaired(repair(registry))
         champion_version = registry.alias(CHAMPION)
         report = PromotionReport(
@@ -378,7 +378,7 @@ def rollback(params: Params, root: Path) -> tuple[str, str]:
     store = tracking.Store.for_project(params.mlflow, root)
     tracking.activate(store)
     registry = registry_client.Registry(store, params.mlflow.registered_model_name)
-    with registry_lock(root, registry.name, store.uri):
+    with registry_lock(root, registry.name, store.uri, params.promote.lock_timeout_seconds):
         _say_repaired(repair(registry))
         current = registry.alias(CHAMPION)
         if current is None:

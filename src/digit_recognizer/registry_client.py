@@ -38,6 +38,14 @@ class Registry:
         self.store = store
         self._client = mlflow.MlflowClient(store.uri)
 
+    def create_if_missing(self) -> None:
+        from mlflow.exceptions import MlflowException
+
+        try:
+            self._client.get_registered_model(self.name)
+        except MlflowException:
+            self._client.create_registered_model(self.name)
+
     def versions(self) -> list[VersionRecord]:
         from mlflow.exceptions import MlflowException
 

@@ -1,0 +1,226 @@
+"""The team's PostgreSQL: a cluster in the state folder (initdb, pg_ctl), its client rules
+(pg_hba.conf), SSL, the MLflow database and the role that may only take the promotion lock.
+
+PostgreSQL refuses to run as root: under root its programs run as the ``postgres`` user, on a
+data folder that user owns; anyone else runs them as themselves. Its superuser connects from
+loopback only; the lock role from loopback and from ``server.allowed_networks``, over SSL
+when TLS is on.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import shutil
+import subprocess
+from pathlib import Path
+from urllib.parse import quote, unquote, urlsplit
+
+from digit_recognizer.config import TeamServerConfig
+from digit_recognizer.errors import UserError
+from digit_recognizer.files import write_private_text
+from digit_recognizer.locks import redact
+from digit_recognizer.team.programs import run_program
+from digit_recognizer.team.state import StatePaths, ip_literal, is_wildcard
+from digit_recognizer.team.tls import ServerCertificate
+
+POSTGRES_BIN_VARIABLE = "DIGITS_POSTGRES_BIN"  # a folder holding initdb, pg_ctl, ...
+POSTGRES_SEARCH = "/usr/lib/postgresql/*/bin"  # Debian's layout, newest first
+POSTGRES_OWNER = "postgres"  # who runs the cluster when we are root
+SUPERUSER, DATABASE, LOCK_ROLE = "digits", "mlflow", "digits_lock"
+LOOPBACK_NETWORKS = ("127.0.0.1/32", "::1/128")
+
+
+def postgres_bin() -> Path:
+    configured = os.environ.get(POSTGRES_BIN_VARIABLE)
+    candidates = [Path(configured)] if configured else []
+    on_path = shutil.which("initdb")
+    candidates += [Path(on_path).parent] if on_path else []
+    candidates += sorted(Path("/").glob(POSTGRES_SEARCH.lstrip("/")), reverse=True)
+    for folder in candidates:
+        if (folder / "initdb").exists() and (folder / "pg_ctl").exists():
+            return folder
+    raise UserError(
+        "PostgreSQL's initdb and pg_ctl were not found (on PATH, in /usr/lib/postgresql/*/bin "
+        f"or {POSTGRES_BIN_VARIABLE}): install PostgreSQL (Debian: apt-get install postgresql) "
+        "or set server.database_url to an existing database"
+    )
+
+
+def _as_cluster_owner(argv: list[str]) -> list[str]:
+    return ["runuser", "-u", POSTGRES_OWNER, "--", *argv] if os.geteuid() == 0 else argv
+
+
+def _give_to_cluster_owner(path: Path) -> None:
+    if os.geteuid() == 0:
+        shutil.chown(path, POSTGRES_OWNER, POSTGRES_OWNER)
+
+
+def _pg_ctl(paths: StatePaths, *arguments: str) -> list[str]:
+    return _as_cluster_owner([str(postgres_bin() / "pg_ctl"), *arguments, "-D", str(paths.cluster)])
+
+
+def local_url(config: TeamServerConfig, user: str, password: str) -> str:
+    """A URL of our cluster's MLflow database from this machine (loopback)."""
+    host = "127.0.0.1" if is_wildcard(config.database_host) else config.database_host
+    return (
+        f"postgresql://{user}:{quote(password, safe='')}@{host}:{config.database_port}/{DATABASE}"
+    )
+
+
+def lock_url(config: TeamServerConfig, address: str, password: str, authority: str | None) -> str:
+    """The lock role's URL as users write it: the cluster on the address they reach us by,
+    the server's certificate checked against ``authority`` (a path, or a shell expansion)."""
+    host = address if is_wildcard(config.database_host) else config.database_host
+    url = f"postgresql://{LOCK_ROLE}:{quote(password, safe='')}@{host}:{config.database_port}"
+    if not config.tls:
+        return f"{url}/{DATABASE}"
+    if authority is None:  # the user's own certificate: the system's trust store
+        return f"{url}/{DATABASE}?sslmode=verify-full&sslrootcert=system"
+    return f"{url}/{DATABASE}?sslmode=verify-full&sslrootcert={authority}"
+
+
+def _client_rules(config: TeamServerConfig, address: str) -> str:
+    """pg_hba.conf: the superuser from loopback; the lock role from loopback, from this
+    machine's own address and from the team's networks (SSL only when TLS is on)."""
+    remote = "hostssl" if config.tls else "host"
+    lines = ["# written by digits server start; edit server.allowed_networks instead"]
+    for network in LOOPBACK_NETWORKS:
+        lines.append(f"host all {SUPERUSER} {network} scram-sha-256")
+        lines.append(f"host {DATABASE} {LOCK_ROLE} {network} scram-sha-256")
+    own = ip_literal(address)
+    networks = [*config.allowed_networks] + ([f"{own}/{own.max_prefixlen}"] if own else [])
+    for network in dict.fromkeys(networks):
+        lines.append(f"{remote} {DATABASE} {LOCK_ROLE} {network} scram-sha-256")
+    return "\n".join(lines) + "\n"
+
+
+def _listen_addresses(config: TeamServerConfig) -> str:
+    if is_wildcard(config.database_host):
+        return "*"
+    return ",".join(dict.fromkeys(["127.0.0.1", config.database_host]))
+
+
+def _initdb(paths: StatePaths, password: str) -> None:
+    cluster_home = paths.cluster.parent
+    cluster_home.mkdir(parents=True, exist_ok=True)
+    cluster_home.chmod(0o700)
+    _give_to_cluster_owner(cluster_home)
+    password_file = cluster_home / "superuser-password"
+    write_private_text(password_file, password + "\n")
+    _give_to_cluster_owner(password_file)
+    try:
+        run_program(
+            _as_cluster_owner(
+                [
+                    str(postgres_bin() / "initdb"),
+                    *("--pgdata", str(paths.cluster), "--username", SUPERUSER),
+                    *("--pwfile", str(password_file), "--encoding", "UTF8"),
+                    *("--auth-host", "scram-sha-256", "--auth-local", "scram-sha-256"),
+                ]
+            ),
+            f"initdb {paths.cluster}",
+        )
+    finally:
+        password_file.unlink(missing_ok=True)
+
+
+def _install(paths: StatePaths, name: str, content: str) -> Path:
+    """A file the cluster's owner alone reads, in the cluster's home."""
+    target = paths.cluster.parent / name
+    write_private_text(target, content)
+    _give_to_cluster_owner(target)
+    return target
+
+
+def start_cluster(
+    config: TeamServerConfig,
+    paths: StatePaths,
+    superuser_password: str,
+    address: str,
+    certificate: ServerCertificate | None,
+) -> None:
+    """initdb on first start, the client rules written, then pg_ctl start (a running cluster
+    reloads its rules instead)."""
+    if not (paths.cluster / "PG_VERSION").exists():
+        _initdb(paths, superuser_password)
+    rules = _install(paths, "pg_hba.conf", _client_rules(config, address))
+    options = [
+        f"-c listen_addresses={shlex.quote(_listen_addresses(config))}",
+        f"-p {config.database_port}",
+        "-c unix_socket_directories=''",
+        f"-c hba_file={shlex.quote(str(rules))}",
+    ]
+    if certificate is not None:
+        chain = _install(paths, "server.pem", certificate.certificate.read_text())
+        key = _install(paths, "server.key", certificate.key.read_text())
+        options += [
+            "-c ssl=on",
+            f"-c ssl_cert_file={shlex.quote(str(chain))}",
+            f"-c ssl_key_file={shlex.quote(str(key))}",
+        ]
+    if cluster_running(paths):
+        run_program(_pg_ctl(paths, "reload"), "pg_ctl reload")
+        return
+    run_program(  # pg_ctl hands -o to a shell: every value above is quoted
+        _pg_ctl(
+            paths, "start", "--wait", "--log", str(paths.postgres_log), "-o", " ".join(options)
+        ),
+        f"PostgreSQL on {config.database_host}:{config.database_port} (log: {paths.postgres_log})",
+    )
+
+
+def cluster_running(paths: StatePaths) -> bool:
+    if not (paths.cluster / "PG_VERSION").exists():
+        return False
+    status = subprocess.run(_pg_ctl(paths, "status"), capture_output=True, check=False)
+    return status.returncode == 0  # 3: not running
+
+
+def stop_cluster(paths: StatePaths) -> bool:
+    if not cluster_running(paths):
+        return False
+    run_program(_pg_ctl(paths, "stop", "--wait", "--mode", "fast"), "pg_ctl stop")
+    return True
+
+
+def create_database_and_lock_role(
+    config: TeamServerConfig, superuser_password: str, lock_password: str
+) -> None:
+    import psycopg
+    from psycopg import sql
+
+    url = local_url(config, SUPERUSER, superuser_password).rsplit("/", 1)[0] + "/postgres"
+    with psycopg.connect(url, connect_timeout=10, autocommit=True) as connection:
+        found = connection.execute("SELECT 1 FROM pg_database WHERE datname = %s", (DATABASE,))
+        if found.fetchone() is None:
+            connection.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(DATABASE)))
+        found = connection.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (LOCK_ROLE,))
+        if found.fetchone() is None:
+            # Only for advisory locks: it may connect, and reads or writes no table.
+            connection.execute(  # DDL takes no bound parameters: a quoted literal
+                sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(
+                    sql.Identifier(LOCK_ROLE), sql.Literal(lock_password)
+                )
+            )
+
+
+def has_mlflow_tables(database_url: str) -> bool:
+    import psycopg
+
+    try:
+        connection = psycopg.connect(database_url, connect_timeout=10)
+    except psycopg.Error as error:
+        raise UserError(f"{redact(database_url)}: cannot connect: {error}".strip()) from None
+    with connection:
+        row = connection.execute("SELECT to_regclass('alembic_version') IS NOT NULL").fetchone()
+        return bool(row and row[0])
+
+
+def without_password(database_url: str) -> tuple[str, dict[str, str]]:
+    """The URL without its password, and the environment that gives libpq the password."""
+    parts = urlsplit(database_url)
+    if parts.password is None:
+        return database_url, {}
+    bare = database_url.replace(f":{parts.password}@", "@", 1)
+    return bare, {"PGPASSWORD": unquote(parts.password)}

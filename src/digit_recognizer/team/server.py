@@ -1,0 +1,204 @@
+"""``digits server start|stop|status|add-user``: the parts of team mode put together.
+
+``start`` brings up, on existing engines and without Docker, a PostgreSQL cluster in
+``server.state_dir`` (or uses an existing database given by URL) as MLflow's backend store and
+``mlflow server`` with proxied artifacts and MLflow's ``basic-auth`` app, over TLS unless told
+otherwise. The admin password, the database passwords and the Flask secret are generated on
+first start and kept owner-readable only in the state folder, with the settings files users
+source (``admin.env``, one per user added).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from digit_recognizer.config import MlflowConfig, TeamServerConfig
+from digit_recognizer.errors import UserError
+from digit_recognizer.files import write_text
+from digit_recognizer.locks import redact
+from digit_recognizer.team import postgres
+from digit_recognizer.team.access import read_users
+from digit_recognizer.team.mlflow_server import healthy, server_pid, start_server, stop_server
+from digit_recognizer.team.programs import run_program
+from digit_recognizer.team.state import (
+    ADMIN_USER,
+    Permission,
+    StatePaths,
+    check_exposure,
+    check_user_name,
+    load_secrets,
+    public_address,
+    state_paths,
+    tracking_uri_of,
+)
+from digit_recognizer.team.tls import ServerCertificate, server_certificate
+from digit_recognizer.team.users import AUTHORITY_EXPANSION, add_user, write_client_settings
+
+DATABASE_URL_VARIABLE = "DIGITS_SERVER_DATABASE_URL"
+LOCK_DATABASE_URL_VARIABLE = "DIGITS_SERVER_LOCK_DATABASE_URL"
+
+
+@dataclass(frozen=True)
+class ServerInfo:
+    tracking_uri: str
+    admin_settings: Path
+    already_running: bool
+
+
+@dataclass(frozen=True)
+class Databases:
+    """The backend store's URL (the server's alone) and the lock's URL as users write it."""
+
+    store_url: str
+    lock_url: str
+    own_cluster: bool
+
+
+def _existing_database(config: TeamServerConfig) -> tuple[str, str] | None:
+    """(store URL, lock URL) of an existing database, or None for our own cluster."""
+    store = os.environ.get(DATABASE_URL_VARIABLE) or config.database_url
+    if not store:
+        return None
+    lock = os.environ.get(LOCK_DATABASE_URL_VARIABLE) or config.lock_database_url
+    store_parts, lock_parts = urlsplit(store), urlsplit(lock)
+    if not lock or (lock_parts.username, lock_parts.hostname, lock_parts.port) == (
+        store_parts.username,
+        store_parts.hostname,
+        store_parts.port,
+    ):
+        raise UserError(
+            f"params.yaml: server.database_url is set, so promotions need their own lock "
+            f"database or role in server.lock_database_url (or {LOCK_DATABASE_URL_VARIABLE}): "
+            "users must never get the store's credentials, which bypass MLflow's auth"
+        )
+    return store, lock
+
+
+def _databases(
+    config: TeamServerConfig, keys: dict[str, str], address: str, authority: str | None
+) -> Databases:
+    existing = _existing_database(config)
+    if existing is not None:
+        return Databases(*existing, own_cluster=False)
+    return Databases(
+        postgres.local_url(config, postgres.SUPERUSER, keys["database_password"]),
+        postgres.lock_url(config, address, keys["lock_password"], authority),
+        own_cluster=True,
+    )
+
+
+def _certificate(
+    config: TeamServerConfig, paths: StatePaths, root: Path
+) -> ServerCertificate | None:
+    return server_certificate(config, paths, root, public_address(config)) if config.tls else None
+
+
+def start(config: TeamServerConfig, root: Path) -> ServerInfo:
+    """Bring the database and the MLflow server up (what runs already is left running)."""
+    check_exposure(config)
+    address, tracking_uri = public_address(config), tracking_uri_of(config)
+    paths = state_paths(config, root)
+    paths.state.mkdir(parents=True, exist_ok=True)
+    paths.state.chmod(0o711)  # the cluster's owner must reach its folder, not read ours
+    keys = load_secrets(paths)
+    certificate = _certificate(config, paths, root)
+    authority = certificate.authority if certificate else None
+    databases = _databases(config, keys, address, AUTHORITY_EXPANSION if authority else None)
+    if databases.own_cluster:
+        postgres.start_cluster(config, paths, keys["database_password"], address, certificate)
+        postgres.create_database_and_lock_role(
+            config, keys["database_password"], keys["lock_password"]
+        )
+    admin_settings = paths.client_settings(ADMIN_USER)
+    write_client_settings(
+        admin_settings,
+        tracking_uri,
+        ADMIN_USER,
+        keys["admin_password"],
+        databases.lock_url,
+        authority,
+    )
+    if server_pid(paths) is not None and healthy(tracking_uri, authority):
+        return ServerInfo(tracking_uri, admin_settings, already_running=True)
+    if postgres.has_mlflow_tables(databases.store_url):  # an older MLflow's schema upgraded
+        bare_url, password_environment = postgres.without_password(databases.store_url)
+        run_program(
+            [sys.executable, "-m", "mlflow", "db", "upgrade", bare_url],
+            f"mlflow db upgrade {redact(databases.store_url)}",
+            env={**os.environ, **password_environment},
+        )
+    start_server(config, paths, tracking_uri, databases.store_url, keys, address, certificate)
+    return ServerInfo(tracking_uri, admin_settings, already_running=False)
+
+
+def stop(config: TeamServerConfig, root: Path) -> list[str]:
+    """Stop the MLflow server and our own cluster; say what was stopped."""
+    paths = state_paths(config, root)
+    stopped = []
+    if stop_server(paths):
+        stopped.append("mlflow server")
+    if postgres.stop_cluster(paths):
+        stopped.append(f"PostgreSQL on {config.database_host}:{config.database_port}")
+    return stopped
+
+
+def status(config: TeamServerConfig, root: Path) -> list[str]:
+    paths = state_paths(config, root)
+    tracking_uri = tracking_uri_of(config)
+    pid = server_pid(paths)
+    authority = paths.tls / "ca.pem" if config.tls and not config.tls_certificate else None
+    answering = "healthy" if healthy(tracking_uri, authority) else "not answering /health"
+    lines = [
+        f"mlflow server: running (pid {pid}), {tracking_uri} {answering}"
+        if pid
+        else f"mlflow server: stopped ({tracking_uri})"
+    ]
+    if os.environ.get(DATABASE_URL_VARIABLE) or config.database_url:
+        lines.append("database: external (server.database_url)")
+    else:
+        running = "running" if postgres.cluster_running(paths) else "stopped"
+        lines.append(
+            f"database: PostgreSQL {running} on {config.database_host}:{config.database_port} "
+            f"({paths.cluster})"
+        )
+    if paths.client_settings(ADMIN_USER).exists():
+        lines.append(f"client settings (admin): source {paths.client_settings(ADMIN_USER)}")
+    return lines
+
+
+def add_team_user(
+    config: TeamServerConfig,
+    mlflow_config: MlflowConfig,
+    root: Path,
+    user: str,
+    permission: Permission,
+) -> Path:
+    """Create ``user``; return their settings file (owner-readable: hand it over privately)."""
+    check_user_name(user)  # before anything is written
+    paths = state_paths(config, root)
+    if not paths.secrets.exists():
+        raise UserError(f"{paths.secrets}: not found; run digits server start first")
+    keys = load_secrets(paths)
+    tracking_uri = tracking_uri_of(config)
+    certificate = _certificate(config, paths, root)
+    authority = certificate.authority if certificate else None
+    if not healthy(tracking_uri, authority):
+        raise UserError(f"mlflow server on {tracking_uri} is not running: digits server start")
+    password = add_user(
+        tracking_uri, keys["admin_password"], authority, mlflow_config, user, permission
+    )
+    databases = _databases(
+        config, keys, public_address(config), AUTHORITY_EXPANSION if authority else None
+    )
+    readers = read_users(paths.read_users) - {user} | ({user} if permission == "read" else set())
+    write_text(paths.read_users, json.dumps(sorted(readers)) + "\n")
+    settings = paths.client_settings(user)
+    # a read user cannot move an alias, so needs no lock (nor its database credentials)
+    lock_url = databases.lock_url if permission == "edit" else None
+    write_client_settings(settings, tracking_uri, user, password, lock_url, authority)
+    return settings
