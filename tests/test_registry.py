@@ -282,6 +282,30 @@ def test_experiments_do_not_move_the_champion(
     assert champion() == better.version
 
 
+@pytest.mark.parametrize("why", ["promote.enabled false", "a first dvc exp run"])
+def test_the_stage_reports_without_failing_when_no_champion_is_made_by_design(
+    registry_project: Path, monkeypatch: pytest.MonkeyPatch, why: str
+) -> None:
+    # given a trained model and no champion yet, and params or an experiment that keep the
+    # champion where it is
+    write_trained({"cnn": register_candidate(registry_project, "cnn", [])})
+    if why == "promote.enabled false":
+        params = yaml.safe_load(Path("params.yaml").read_text())
+        params["promote"]["enabled"] = False
+        Path("params.yaml").write_text(yaml.safe_dump(params))
+    else:
+        monkeypatch.setenv("DVC_EXP_NAME", "first-try")
+    # when the promote stage runs, then it reports the skip and succeeds (dvc repro goes on)
+    assert main(["promote"]) == 0
+    report = json.loads(Path("reports/promotion.json").read_text())
+    assert report["decision"] == "skipped" and champion() is None
+    assert not Path("submissions/submission.csv").exists(), "no champion, no submission"
+    # and a deliberate promotion that ends with no champion still fails
+    worst = register_candidate(registry_project, "ann", range(500))
+    assert main(["promote", "--version", worst.version]) == 2
+    assert champion() is None
+
+
 def test_forced_promotion_is_recorded_and_rollback_restores(
     registry_project: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -163,13 +163,16 @@ def _promote(arguments: argparse.Namespace, params: Params) -> None:
         f"promote: {report.decision}: {subject}: {report.reason}; champion is now "
         f"{report.champion_after or 'none'}"
     )
+    no_champion = (
+        f"no champion yet, so no {params.paths.champion_submission}; lower the gates in "
+        "params.yaml (promote) or force a version with digits promote --version N --force"
+    )
     if report.champion_after:
         print(f"promote: {params.paths.champion_submission} holds the champion's predictions")
-    else:
-        raise UserError(
-            f"no champion yet, so no {params.paths.champion_submission}; lower the gates in "
-            "params.yaml (promote) or force a version with digits promote --version N --force"
-        )
+    elif manual:
+        raise UserError(no_champion)
+    else:  # the stage reports what the gates and params decided; that is not a failure
+        print(f"promote: {no_champion}")
 
 
 def _rollback(arguments: argparse.Namespace, params: Params) -> None:
