@@ -179,10 +179,11 @@ def _rollback(arguments: argparse.Namespace, params: Params) -> None:
     from digit_recognizer.registry import rollback
     from digit_recognizer.tracking import project_root
 
-    previous, current = rollback(params, project_root())
-    print(f"rollback: champion moved from version {previous} back to version {current}")
+    moved_from, moved_to = rollback(params, project_root())
+    print(f"rollback: champion moved from version {moved_from} back to version {moved_to}")
     if params.paths.champion_submission.exists():
-        print(f"rollback: {params.paths.champion_submission} holds version {current}'s predictions")
+        submission = params.paths.champion_submission
+        print(f"rollback: {submission} holds version {moved_to}'s predictions")
 
 
 def _registry(arguments: argparse.Namespace, params: Params) -> None:
