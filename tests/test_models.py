@@ -15,8 +15,10 @@ from digit_recognizer.models.architectures import (
     build_model,
     training_loss,
 )
+from digit_recognizer.models.fitting import model_input
+from digit_recognizer.models.hypermodel import make_hypermodel
 from digit_recognizer.models.schedule import cosine_learning_rate, cosine_schedule
-from digit_recognizer.tuning import make_hypermodel, model_input, planned_trials
+from digit_recognizer.search.identity import planned_trials
 from tests.conftest import synthetic_digits
 
 

@@ -20,7 +20,7 @@ from digit_recognizer.data.kaggle_csv import DigitTable
 from digit_recognizer.data.splits import load_split, save_split
 from digit_recognizer.errors import UserError
 from digit_recognizer.models.fitting import steps_per_epoch
-from digit_recognizer.tuning import search_role
+from digit_recognizer.search.roles import search_role
 from tests.conftest import REPOSITORY, free_port
 
 DIGITS = [sys.executable, "-m", "digit_recognizer.cli"]
@@ -243,7 +243,7 @@ def test_small_data_gets_enough_steps_per_epoch() -> None:
 def test_tuner_state_is_written_whole_or_not_at_all(tmp_path: Path) -> None:
     from keras_tuner.src import utils as tuner_utils
 
-    from digit_recognizer.tuning import save_tuner_state_atomically
+    from digit_recognizer.search.workarounds import save_tuner_state_atomically
 
     # given Keras Tuner's JSON writer routed through write-then-rename
     save_tuner_state_atomically()
@@ -260,7 +260,7 @@ def test_tuner_state_is_written_whole_or_not_at_all(tmp_path: Path) -> None:
 def test_a_trial_orphaned_by_a_kill_is_run_again(tmp_path: Path) -> None:
     import keras_tuner
 
-    from digit_recognizer.tuning import requeue_orphaned_trials
+    from digit_recognizer.search.workarounds import requeue_orphaned_trials
 
     # given a reloaded oracle holding a trial that was written RUNNING but never recorded as
     # ongoing (the process died between Keras Tuner's two writes)

@@ -66,8 +66,9 @@ def _robustness(arguments: argparse.Namespace, params: Params) -> None:
 def _tune(arguments: argparse.Namespace, params: Params) -> None:
     import os
 
+    from digit_recognizer.search.roles import search_role
+    from digit_recognizer.stages.tune import run_search_worker, run_tune
     from digit_recognizer.tracking import project_root
-    from digit_recognizer.tuning import run_search_worker, run_tune, search_role
 
     if search_role(os.environ).is_worker:  # KERASTUNER_TUNER_ID names a worker
         worker = run_search_worker(params, arguments.family, project_root())

@@ -1,0 +1,175 @@
+"""The tune stage: a Keras Tuner search over one family's space (from params.yaml).
+
+Every trial is a nested MLflow run under one parent per search. The tuner's state lives in
+``tuning/<family>/<fingerprint>``; the fingerprint covers the space, the budget, the tuner, the
+seed, the data and the search's own code, so re-running after an interruption continues the
+same search while any change to those starts a fresh one. Alone, this process runs every trial;
+in a distributed search the chief holds the oracle and writes the outputs, workers run trials.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from digit_recognizer import tracking
+from digit_recognizer.config import Family, Params
+from digit_recognizer.data.splits import prepared_data_md5
+from digit_recognizer.errors import UserError
+from digit_recognizer.files import write_json
+from digit_recognizer.models.hypermodel import choose_hyperparameters
+from digit_recognizer.reporting import TrialRecord, plot_search, trials_table
+from digit_recognizer.search.identity import remove_other_searches
+from digit_recognizer.search.roles import CHIEF_WAIT_SECONDS, search_role, wait_for_search_run
+from digit_recognizer.search.session import (
+    build_tuner,
+    fit_arguments,
+    run_search,
+    set_up_search,
+)
+from digit_recognizer.search.tracked_tuner import trial_records
+from digit_recognizer.search.workarounds import first_failure, requeue_orphaned_trials
+
+# A best trial whose validation score could be chance at this level fails the search.
+CHANCE_LEVEL_P_VALUE = 0.01
+
+
+@dataclass(frozen=True)
+class TuneResult:
+    family: Family
+    best_hyperparameters: dict[str, Any]
+    best_score: float
+    trials: list[TrialRecord]
+    duration_seconds: float
+    run_id: str
+
+
+@dataclass(frozen=True)
+class WorkerResult:
+    family: Family
+    worker_id: str
+    trials_run: int
+    duration_seconds: float
+    parent_run_id: str
+
+
+def better_than_chance(score: float, validation_labels: npt.NDArray[np.uint8]) -> float:
+    """One-sided exact binomial p-value that ``score`` beats always guessing the commonest
+    digit on these validation rows (small means a real signal)."""
+    from scipy.stats import binomtest
+
+    rows = len(validation_labels)
+    chance = float(np.bincount(validation_labels, minlength=10).max()) / rows
+    return float(binomtest(round(score * rows), rows, chance, alternative="greater").pvalue)
+
+
+def run_search_worker(params: Params, family: Family, root: Path) -> WorkerResult:
+    """One worker of a distributed search: trials from the chief's oracle, each a nested run
+    under the chief's search run. The chief writes the stage's outputs."""
+    role = search_role(os.environ)
+    setup = set_up_search(params, family, root, role)
+    parent_id = wait_for_search_run(setup.store, setup.tags, CHIEF_WAIT_SECONDS)
+    runs = tracking.ChildRuns(setup.store, parent_id, key_tag="trial_id")
+    started = time.monotonic()
+    tuner = build_tuner(params, family, setup, runs, role.tuner_id)
+    run_search(tuner, fit_arguments(params, family, setup), runs, family)
+    return WorkerResult(
+        family, role.tuner_id, runs.finished_count, time.monotonic() - started, parent_id
+    )
+
+
+def run_tune(params: Params, family: Family, root: Path) -> TuneResult:
+    """Search one family's space; write best hyperparameters, a summary, trials table and chart.
+
+    Alone, this process runs every trial; as the chief of a distributed search it holds the
+    oracle while workers (``run_search_worker``) run the trials, then writes the same outputs.
+    """
+    role = search_role(os.environ)
+    setup = set_up_search(params, family, root, role)
+    family_config = params.tune.family(family)
+    budget = family_config.budget
+    train, validation = setup.train, setup.validation
+    assert validation.labels is not None
+    store = setup.store
+    parent_id = tracking.find_run(store, setup.tags)
+    started = time.monotonic()
+    with tracking.run(
+        store,
+        f"tune-{family}",
+        {**setup.tags, **tracking.lineage_tags(root, prepared_data_md5(params.paths))},
+        run_id=parent_id,
+    ) as run_id:
+        search_params = {
+            "tuner": params.tune.tuner,
+            "seed": params.seed,
+            "train_rows": len(train),
+            "validation_rows": len(validation),
+            **{f"budget.{k}": v for k, v in budget.model_dump().items()},
+            **{f"space.{k}": v for k, v in family_config.space.model_dump().items()},
+        }
+        if parent_id is None:
+            tracking.log_params({**search_params, **setup.compute_params})
+        else:
+            # A resumed search is the same search (same fingerprint), but this process may run
+            # on another thread budget; MLflow refuses to change a logged param, so the params
+            # keep the first process's and a tag names this one's.
+            tracking.log_params(search_params)
+            resumed_with = ", ".join(f"{k}={v}" for k, v in setup.compute_params.items())
+            tracking.set_tags({"resumed_with": resumed_with})
+        runs = tracking.ChildRuns(store, run_id, key_tag="trial_id")
+        tuner = build_tuner(params, family, setup, runs, role.tuner_id)
+        requeue_orphaned_trials(tuner.oracle)
+        # Only now that the new space builds: a typo in params.yaml keeps the old search.
+        remove_other_searches(setup.directory, setup.fingerprint)
+        run_search(tuner, fit_arguments(params, family, setup), runs, family)
+        trials = trial_records(tuner, family_config.space.model_dump())
+        completed = [trial for trial in trials if trial.status == "COMPLETED"]
+        if not completed:
+            raise UserError(
+                f"tune {family}: no trial succeeded ({len(trials)} failed); "
+                f"first error: {first_failure(tuner)}"
+            )
+        best_trial = tuner.oracle.get_best_trials(1)[0]
+        best = choose_hyperparameters(best_trial.hyperparameters, family_config.space.model_dump())
+        best_score = float(best_trial.score)
+        chance_p_value = better_than_chance(best_score, validation.labels)
+        if chance_p_value > CHANCE_LEVEL_P_VALUE:
+            raise UserError(
+                f"tune {family}: the best trial scored {best_score:.4f} on {len(validation)} "
+                f"validation rows, no better than chance (p = {chance_p_value:.2f}); "
+                f"give the search more data or epochs (tune.{family}.budget)"
+            )
+        duration = time.monotonic() - started
+        summary = {
+            "best_score": best_score,
+            "trials_completed": len(completed),
+            "trials_failed": len(trials) - len(completed),
+            "search_seconds": round(duration, 1),
+        }
+        write_json(Path(params.paths.hyperparameters_dir) / f"{family}.json", best)
+        write_json(params.paths.search_summary(family), summary)
+        write_json(params.paths.search_metrics(family), {"best_score": best_score})
+        table_path = Path(params.paths.reports_dir) / "tuning" / f"{family}_trials.csv"
+        chart_path = Path(params.paths.reports_dir) / "tuning" / f"{family}_search.png"
+        trials_table(trials, table_path)
+        plot_search(trials, family, chart_path)
+        tracking.describe_run(
+            f"{family} search ({params.tune.tuner}): best validation accuracy {best_score:.2%} "
+            f"over {len(completed)} trials in {duration:.0f} s"
+        )
+        tracking.log_params({f"best.{key}": value for key, value in best.items()})
+        tracking.log_metrics(
+            {
+                "best_score": best_score,
+                "trials_completed": len(completed),
+                "trials_failed": len(trials) - len(completed),
+            }
+        )
+        tracking.log_artifacts([table_path, chart_path], "tuning")
+    return TuneResult(family, best, best_score, trials, duration, run_id)
