@@ -23,13 +23,9 @@ from digit_recognizer.config import Family, load_params
 from digit_recognizer.data.kaggle_csv import write_digits_csv
 from digit_recognizer.data.robustness import load_robustness_set
 from digit_recognizer.data.splits import load_split
-from digit_recognizer.registry import (
-    CHAMPION,
-    mcnemar,
-    promote,
-    registry_table,
-    rollback,
-)
+from digit_recognizer.promotion.listing import registry_table
+from digit_recognizer.promotion.policy import mcnemar
+from digit_recognizer.registry import CHAMPION, promote, rollback
 from digit_recognizer.training import TrainedModel
 from tests.conftest import REPOSITORY, synthetic_digits
 from tests.registry_fixtures import Candidate, register_candidate

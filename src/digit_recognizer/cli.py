@@ -188,7 +188,7 @@ def _rollback(arguments: argparse.Namespace, params: Params) -> None:
 
 
 def _registry(arguments: argparse.Namespace, params: Params) -> None:
-    from digit_recognizer.registry import registry_table
+    from digit_recognizer.promotion.listing import registry_table
     from digit_recognizer.tracking import project_root
 
     print(registry_table(params, project_root()))

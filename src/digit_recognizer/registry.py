@@ -1,4 +1,5 @@
-"""The model registry: gated promotion of the ``champion`` alias, rollback, and a listing.
+"""The registry side of promotion: which versions are candidates, their scores, the decision
+carried out (``champion`` moves the alias), rollback, and the champion's submission.
 
 Stages are deprecated in MLflow 3; ``champion`` is an alias (so there is only ever one), and the
 registered model's ``champion_history`` tag keeps every earlier champion so rollback knows
@@ -31,7 +32,7 @@ from digit_recognizer.champion import (
     repair,
     roll_back,
 )
-from digit_recognizer.config import FAMILIES, Params, PromoteConfig
+from digit_recognizer.config import FAMILIES, Params
 from digit_recognizer.data.kaggle_csv import DIGITS, DigitTable, write_submission
 from digit_recognizer.data.robustness import load_robustness_set, robust_accuracies
 from digit_recognizer.data.splits import (
@@ -44,45 +45,16 @@ from digit_recognizer.data.splits import (
 )
 from digit_recognizer.errors import UserError
 from digit_recognizer.locks import registry_lock
+from digit_recognizer.promotion.policy import (
+    Comparison,
+    Gate,
+    VersionScores,
+    evaluate_gates,
+    mcnemar,
+)
 from digit_recognizer.training import load_trained, record_path
 
 EXPERIMENT_VARIABLE = "DVC_EXP_NAME"  # set by `dvc exp run` for every stage it runs
-
-
-@dataclass(frozen=True)
-class Gate:
-    name: str
-    value: float | None
-    threshold: float
-    passed: bool
-
-
-@dataclass(frozen=True)
-class VersionScores:
-    """One version on today's evaluation split (its logged predictions, or re-scored)."""
-
-    version: str
-    family: str
-    validation_accuracy: float | None
-    test_accuracy: float  # on the evaluation split, whichever it is
-    min_class_recall: float
-    latency_ms: float
-    robust_accuracy: float  # on the robustness set: the evaluation split as pictures
-    rescored: bool  # predicted again through the registered model (other or unlogged data)
-    correct: npt.NDArray[np.bool_] = field(repr=False, compare=False)
-
-    def summary(self) -> dict[str, object]:
-        return {key: value for key, value in asdict(self).items() if key != "correct"}
-
-
-@dataclass(frozen=True)
-class Comparison:
-    """Exact McNemar test on the images where candidate and champion disagree."""
-
-    images: int
-    candidate_only_right: int
-    champion_only_right: int
-    p_value: float  # one-sided: the candidate is right more often than chance would give
 
 
 @dataclass
@@ -101,23 +73,6 @@ class PromotionReport:
 
     def as_json(self) -> dict[str, object]:
         return asdict(self)
-
-
-def mcnemar(
-    candidate_correct: npt.NDArray[np.bool_], champion_correct: npt.NDArray[np.bool_]
-) -> Comparison:
-    """Exact McNemar test (a binomial test on the discordant images), one-sided."""
-    from scipy.stats import binomtest
-
-    candidate_only = int((candidate_correct & ~champion_correct).sum())
-    champion_only = int((~candidate_correct & champion_correct).sum())
-    discordant = candidate_only + champion_only
-    p_value = (
-        float(binomtest(candidate_only, discordant, 0.5, alternative="greater").pvalue)
-        if discordant
-        else 1.0
-    )
-    return Comparison(len(candidate_correct), candidate_only, champion_only, p_value)
 
 
 def logged_or_predicted(
@@ -173,63 +128,6 @@ def version_scores(
         rescored=rescored or robust_rescored,
         correct=correct,
     )
-
-
-def evaluate_gates(
-    candidate: VersionScores,
-    champion: VersionScores | None,
-    comparison: Comparison | None,
-    gates: PromoteConfig,
-) -> list[Gate]:
-    """Floors on the candidate alone; against a sitting champion, the McNemar test and the
-    robustness rule: a candidate may not fall more than ``max_robust_accuracy_drop`` below
-    the champion on the robustness set, however much better it is on the evaluation split."""
-    checks = [
-        Gate(
-            "min_test_accuracy",
-            candidate.test_accuracy,
-            gates.min_test_accuracy,
-            candidate.test_accuracy >= gates.min_test_accuracy,
-        ),
-        Gate(
-            "min_class_recall",
-            candidate.min_class_recall,
-            gates.min_class_recall,
-            candidate.min_class_recall >= gates.min_class_recall,
-        ),
-        Gate(
-            "max_latency_ms",
-            candidate.latency_ms,
-            gates.max_latency_ms,
-            candidate.latency_ms <= gates.max_latency_ms,
-        ),
-        Gate(
-            "min_robust_accuracy",
-            candidate.robust_accuracy,
-            gates.min_robust_accuracy,
-            candidate.robust_accuracy >= gates.min_robust_accuracy,
-        ),
-    ]
-    if champion is not None:
-        drop = champion.robust_accuracy - candidate.robust_accuracy
-        checks.append(
-            Gate(
-                "max_robust_accuracy_drop",
-                drop,
-                gates.max_robust_accuracy_drop,
-                drop <= gates.max_robust_accuracy_drop,
-            )
-        )
-    if comparison is not None:
-        checks.append(
-            Gate(
-                "significantly_better",
-                comparison.p_value,
-                gates.significance_level,
-                comparison.p_value <= gates.significance_level,
-            )
-        )
-    return checks
 
 
 def _record_decision(registry: registry_client.Registry, report: PromotionReport) -> None:
@@ -390,32 +288,3 @@ def rollback(params: Params, root: Path) -> tuple[str, str]:
         if split_path(Path(params.paths.prepared_dir), "test").exists():
             write_champion_submission(params, store, previous)
     return current, previous
-
-
-def registry_table(params: Params, root: Path) -> str:
-    """Versions, aliases, families and key metrics as a text table."""
-    store = tracking.Store.for_project(params.mlflow, root)
-    tracking.activate(store)
-    registry = registry_client.Registry(store, params.mlflow.registered_model_name)
-    rows = [("version", "aliases", "family", "split", "test_acc", "macro_f1", "ms/img", "decision")]
-    for record in registry.versions():
-        tags = record.tags
-        rows.append(
-            (
-                record.version,
-                ",".join(record.aliases) or "-",
-                tags.get("family", "?"),
-                tags.get("evaluation_split", "-"),
-                tags.get("test_accuracy", "-")[:6],
-                tags.get("test_macro_f1", "-")[:6],
-                tags.get("latency_ms_batch1", "-")[:6],
-                tags.get("promotion_decision", "-"),
-            )
-        )
-    if len(rows) == 1:
-        return f"registered model '{registry.name}' has no versions yet"
-    widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]))]
-    return "\n".join(
-        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True))
-        for row in rows
-    )

@@ -1,0 +1,1 @@
+"""Promotion policy, apart from the registry mechanics that carry out its decisions."""
