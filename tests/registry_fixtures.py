@@ -20,6 +20,7 @@ from digit_recognizer.config import MlflowConfig
 from digit_recognizer.data.robustness import ROBUSTNESS_SPLIT, load_robustness_set
 from digit_recognizer.data.splits import SplitPredictions, evaluation_split, table_digest
 from digit_recognizer.models.architectures import AnnHyperparameters, build_model
+from digit_recognizer.training import register_keras_model
 
 
 @dataclass(frozen=True)
@@ -76,7 +77,7 @@ def register_candidate(
         with tempfile.TemporaryDirectory() as folder:
             keras_path = Path(folder) / "model.keras"
             build_model(AnnHyperparameters(hidden_layers=1, units=8)).save(keras_path)
-            logged = tracking.log_and_register_model(
+            logged = register_keras_model(
                 keras_path,
                 "digit-recognizer",
                 {

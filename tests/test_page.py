@@ -23,6 +23,7 @@ from digit_recognizer import tracking
 from digit_recognizer.cli import main
 from digit_recognizer.config import MlflowConfig
 from digit_recognizer.data.pictures import PictureLimits, read_picture
+from digit_recognizer.training import register_keras_model
 from tests.conftest import free_port
 from tests.test_serving import DIGITS, serve_params, start, stop
 
@@ -69,7 +70,7 @@ def register_template_model(root: Path) -> str:
         tempfile.TemporaryDirectory() as folder,
     ):
         model.save(Path(folder) / "templates.keras")
-        logged = tracking.log_and_register_model(
+        logged = register_keras_model(
             Path(folder) / "templates.keras",
             "digit-recognizer",
             {"family": "ann", "run_id": run_id},

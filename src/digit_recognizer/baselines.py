@@ -18,6 +18,7 @@ import numpy.typing as npt
 
 from digit_recognizer import tracking
 from digit_recognizer.config import Params
+from digit_recognizer.data.kaggle_csv import pixel_frame
 from digit_recognizer.data.splits import load_split, prepared_data_md5
 from digit_recognizer.evaluation import ModelUnderTest, evaluate_model, summary_line
 from digit_recognizer.models.classical import BASELINES, build_baseline, candidate_settings
@@ -109,7 +110,7 @@ def run_baselines(params: Params, root: Path) -> list[BaselineResult]:
             tracking.log_params({"family": name, "seed": params.seed, **settings})
             tracking.log_metrics(scores.metrics)
             tracking.log_artifacts(scores.artifacts, "evaluation")
-            tracking.log_sklearn_model(estimator, validation.images[:5])
+            tracking.log_sklearn_model(estimator, pixel_frame(validation.images[:5]))
         results.append(
             BaselineResult(
                 name,

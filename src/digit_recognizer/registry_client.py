@@ -131,14 +131,10 @@ def load_pyfunc(model_uri: str, store: Store) -> Any:
 
 def predict_labels(model_uri: str, store: Store, pixels: Any) -> Any:
     """Digits predicted by a logged model through its served interface (Kaggle rows in)."""
-    import numpy as np
-    import pandas as pd
-
-    from digit_recognizer.data.kaggle_csv import PIXEL_COLUMNS
+    from digit_recognizer.data.kaggle_csv import pixel_frame
 
     try:
         model = load_pyfunc(model_uri, store)
     except Exception as error:  # MLflow raises several types for a missing model or alias
         raise UserError(f"cannot load {model_uri}: {str(error).splitlines()[0]}") from None
-    frame = pd.DataFrame(pixels.astype(np.int64), columns=list(PIXEL_COLUMNS))
-    return model.predict(frame)["label"].to_numpy()
+    return model.predict(pixel_frame(pixels))["label"].to_numpy()

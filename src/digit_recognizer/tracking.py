@@ -375,20 +375,24 @@ class LoggedModel:
 
 
 def log_and_register_model(
-    keras_path: Path, registered_name: str, tags: Mapping[str, str]
+    keras_path: Path,
+    registered_name: str,
+    tags: Mapping[str, str],
+    python_model: Any,
+    signature: Any,
 ) -> LoggedModel:
-    """Log the Kaggle-row pyfunc around a saved Keras model and register a new version."""
+    """Log ``python_model`` (the Kaggle-row pyfunc) around a saved Keras model and register a
+    new version."""
     import mlflow
 
     import digit_recognizer
-    from digit_recognizer.models.pyfunc import DigitClassifier, signature
 
     package_dir = Path(digit_recognizer.__file__).parent
     info = mlflow.pyfunc.log_model(
         name="model",
-        python_model=DigitClassifier(),
+        python_model=python_model,
         artifacts={"keras_model": str(keras_path)},
-        signature=signature(),
+        signature=signature,
         code_paths=[str(package_dir)],  # the model loads without this project installed
         pip_requirements=_pinned_requirements(),
     )
@@ -420,16 +424,12 @@ def _pinned_requirements() -> list[str]:
     return requirements
 
 
-def log_sklearn_model(estimator: Any, example_rows: Any) -> str:
-    """Log a scikit-learn model whose signature takes Kaggle pixel columns."""
+def log_sklearn_model(estimator: Any, example: Any) -> str:
+    """Log a scikit-learn model whose signature takes the columns of ``example`` (a frame)."""
     import mlflow
-    import pandas as pd
     from mlflow.models import infer_signature
     from skops.io import dumps, get_untrusted_types
 
-    from digit_recognizer.data.kaggle_csv import PIXEL_COLUMNS
-
-    example = pd.DataFrame(example_rows.astype("int64"), columns=list(PIXEL_COLUMNS))
     signature = infer_signature(example, estimator.predict(example.to_numpy()))
     # skops (no pickle) refuses types it does not know; these are the ones we just trained.
     trusted = get_untrusted_types(data=dumps(estimator))

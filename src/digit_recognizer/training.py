@@ -230,6 +230,17 @@ def calibrate_networks(networks: list[keras.Model], validation: DigitTable) -> C
     return calibration
 
 
+def register_keras_model(
+    keras_path: Path, registered_name: str, tags: dict[str, str]
+) -> tracking.LoggedModel:
+    """Register a saved Keras model as a new version of the Kaggle-row pyfunc."""
+    from digit_recognizer.models.pyfunc import DigitClassifier, signature
+
+    return tracking.log_and_register_model(
+        keras_path, registered_name, tags, DigitClassifier(), signature()
+    )
+
+
 def run_train(params: Params, family: Family, root: Path) -> TrainedModel:
     import keras
     import tensorflow as tf
@@ -316,7 +327,7 @@ def run_train(params: Params, family: Family, root: Path) -> TrainedModel:
             f"{family}: {networks_trained}{len(history)} epochs in {train_seconds:.0f} s, "
             f"validation accuracy {validation_accuracy:.2%}"
         )
-        logged = tracking.log_and_register_model(
+        logged = register_keras_model(
             keras_path,
             params.mlflow.registered_model_name,
             {

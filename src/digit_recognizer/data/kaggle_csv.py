@@ -14,6 +14,7 @@ import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -25,6 +26,16 @@ IMAGE_SIDE = 28
 PIXEL_COUNT = IMAGE_SIDE * IMAGE_SIDE
 LABEL_COLUMN = "label"
 PIXEL_COLUMNS = tuple(f"pixel{index}" for index in range(PIXEL_COUNT))
+
+
+def pixel_frame(pixels: npt.NDArray[np.uint8]) -> Any:
+    """Rows of 784 pixels as a DataFrame with Kaggle's columns, what the models' signatures
+    take (a pandas.DataFrame; pandas loads only when called)."""
+    import pandas as pd
+
+    return pd.DataFrame(pixels.astype(np.int64), columns=list(PIXEL_COLUMNS))
+
+
 DIGITS = tuple(range(10))
 _INTEGER = re.compile(r"-?[0-9]+")
 _SNIFF_BYTES = 1 << 16
