@@ -92,7 +92,7 @@ def logged_or_predicted(
     if predictions is not None and predictions.digest == table_digest(table):
         return predictions.predicted, False
     # none logged, or logged for other images (an earlier test file, holdout or robustness set)
-    model_uri = f"models:/{params.mlflow.registered_model_name}/{record.version}"
+    model_uri = registry_client.version_uri(params.mlflow.registered_model_name, record.version)
     return registry_client.predict_labels(model_uri, registry.store, table.images), True
 
 
@@ -181,7 +181,9 @@ def write_champion_submission(params: Params, store: tracking.Store, champion_ve
     """The champion's predictions for data/test.csv in Kaggle's format."""
     test = load_split(Path(params.paths.prepared_dir), "test")
     labels = registry_client.predict_labels(
-        f"models:/{params.mlflow.registered_model_name}/{champion_version}", store, test.images
+        registry_client.version_uri(params.mlflow.registered_model_name, champion_version),
+        store,
+        test.images,
     )
     path = params.paths.champion_submission
     write_submission(labels, path)

@@ -16,6 +16,16 @@ from digit_recognizer.tracking import Store
 CHAMPION = "champion"
 
 
+def version_uri(name: str, version: str) -> str:
+    """MLflow's URI of one registered version."""
+    return f"models:/{name}/{version}"
+
+
+def alias_uri(name: str, alias: str) -> str:
+    """MLflow's URI of whichever version holds ``alias``."""
+    return f"models:/{name}@{alias}"
+
+
 @dataclass(frozen=True)
 class VersionRecord:
     """A registered model version as the registry logic sees it."""

@@ -92,7 +92,8 @@ class FollowingModel:
         return version
 
     def _load(self, version: str) -> Any:
-        return registry_client.load_pyfunc(f"models:/{self.served.name}/{version}", self._store)
+        uri = registry_client.version_uri(self.served.name, version)
+        return registry_client.load_pyfunc(uri, self._store)
 
     def predict(self, data: Any, params: dict[str, Any] | None = None) -> Any:
         return self.predict_with_version(data, params)[1]

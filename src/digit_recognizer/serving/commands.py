@@ -25,7 +25,9 @@ class ServerCommand:
 
 def model_uri(params: Params, version: str | None) -> str:
     name = params.mlflow.registered_model_name
-    return f"models:/{name}/{version}" if version else f"models:/{name}@{registry_client.CHAMPION}"
+    if version:
+        return registry_client.version_uri(name, version)
+    return registry_client.alias_uri(name, registry_client.CHAMPION)
 
 
 def _environment(store: tracking.Store) -> dict[str, str]:
