@@ -11,8 +11,11 @@ or a call outside the package) counts as reading the section.
 from __future__ import annotations
 
 import ast
+import functools
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -47,7 +50,7 @@ class ParamsReads:
         if key in self.visited or path is None:
             return
         self.visited.add(key)
-        tree = ast.parse(path.read_text())
+        tree = _parsed(path)
         definition = _definition(tree, name)
         if definition is None:
             return
@@ -119,7 +122,7 @@ class ParamsReads:
         if callee is None:
             return
         target = module_file(callee[0])
-        definition = _definition(ast.parse(target.read_text()), callee[1]) if target else None
+        definition = _definition(_parsed(target), callee[1]) if target else None
         if definition is None:
             return
         names = [argument.arg for argument in definition.args.args]
@@ -134,6 +137,12 @@ class ParamsReads:
                 consumed.add(id(value))
         if inner:
             self.function(callee[0], callee[1], inner)
+
+
+@functools.cache
+def _parsed(path: Path) -> ast.Module:
+    """Each module parsed once, however many functions and stages visit it."""
+    return ast.parse(path.read_text())
 
 
 def _is_method(attribute: ast.Attribute, root: ast.AST) -> bool:
@@ -195,9 +204,14 @@ def _same(read: list[str], listed: list[str]) -> bool:
     )
 
 
+@functools.cache
+def _params_yaml() -> dict[str, Any]:
+    return dict(yaml.safe_load((REPOSITORY / "params.yaml").read_text()))
+
+
 def _leaves(key: str) -> list[str]:
     """The keys under ``key`` in params.yaml (a section read whole reads all of them)."""
-    value = yaml.safe_load((REPOSITORY / "params.yaml").read_text())
+    value = _params_yaml()
     for part in key.split("."):
         if not isinstance(value, dict) or part not in value:
             return [key]

@@ -4,8 +4,6 @@ settings file a user sources on another machine."""
 
 from __future__ import annotations
 
-import os
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -18,6 +16,7 @@ from digit_recognizer.team.server import _existing_database
 from digit_recognizer.team.state import StatePaths, check_exposure, tracking_uri_of
 from digit_recognizer.team.tls import server_certificate
 from digit_recognizer.team.users import AUTHORITY_EXPANSION, write_client_settings
+from tests.test_team_server import sourced
 
 
 def test_users_are_told_the_address_they_reach_never_a_wildcard() -> None:
@@ -107,13 +106,7 @@ def test_a_settings_file_sourced_elsewhere_saves_the_authority_and_keeps_every_v
     assert oct(settings.stat().st_mode)[-3:] == "600"
     # when a fresh login on another machine sources it
     home = tmp_path / "home"
-    printed = subprocess.run(
-        ["bash", "-c", 'source "$1" && env -0', "bash", str(settings)],
-        env={"PATH": os.environ["PATH"], "HOME": str(home)},
-        capture_output=True,
-        check=True,
-    ).stdout.decode()
-    found = dict(line.split("=", 1) for line in printed.split("\0") if "=" in line)
+    found = sourced(settings, home)
     # then every value arrives as written, and the authority is saved in the user's home
     saved = home / ".config/digit-recognizer/h_5050-ca.pem"
     assert found["MLFLOW_TRACKING_PASSWORD"] == password

@@ -36,7 +36,7 @@ from digit_recognizer.team.state import (
     state_paths,
     tracking_uri_of,
 )
-from digit_recognizer.team.tls import ServerCertificate, server_certificate
+from digit_recognizer.team.tls import ServerCertificate, authority_of, server_certificate
 from digit_recognizer.team.users import AUTHORITY_EXPANSION, add_user, write_client_settings
 
 DATABASE_URL_VARIABLE = "DIGITS_SERVER_DATABASE_URL"
@@ -151,7 +151,7 @@ def status(config: TeamServerConfig, root: Path) -> list[str]:
     paths = state_paths(config, root)
     tracking_uri = tracking_uri_of(config)
     pid = server_pid(paths)
-    authority = paths.tls / "ca.pem" if config.tls and not config.tls_certificate else None
+    authority = authority_of(config, paths)
     answering = "healthy" if healthy(tracking_uri, authority) else "not answering /health"
     lines = [
         f"mlflow server: running (pid {pid}), {tracking_uri} {answering}"
@@ -185,8 +185,7 @@ def add_team_user(
         raise UserError(f"{paths.secrets}: not found; run digits server start first")
     keys = load_secrets(paths)
     tracking_uri = tracking_uri_of(config)
-    certificate = _certificate(config, paths, root)
-    authority = certificate.authority if certificate else None
+    authority = authority_of(config, paths)  # what start issued; add-user issues nothing
     if not healthy(tracking_uri, authority):
         raise UserError(f"mlflow server on {tracking_uri} is not running: digits server start")
     password = add_user(

@@ -18,6 +18,7 @@ from digit_recognizer.errors import UserError
 from digit_recognizer.files import write_bytes, write_private_text
 from digit_recognizer.team.state import StatePaths, ip_literal
 
+AUTHORITY, AUTHORITY_KEY, CERTIFICATE, KEY = "ca.pem", "ca.key", "server.pem", "server.key"
 AUTHORITY_DAYS = 3650
 CERTIFICATE_DAYS = 825  # the longest validity browsers accept for a server certificate
 
@@ -61,7 +62,7 @@ def _issue(paths: StatePaths, names: list[str]) -> None:
     private = serialization.PrivateFormat.PKCS8
     pem = serialization.Encoding.PEM
     now = datetime.datetime.now(datetime.UTC)
-    authority_file, authority_key_file = paths.tls / "ca.pem", paths.tls / "ca.key"
+    authority_file, authority_key_file = paths.tls / AUTHORITY, paths.tls / AUTHORITY_KEY
     if authority_file.exists() and authority_key_file.exists():
         authority = x509.load_pem_x509_certificate(authority_file.read_bytes())
         loaded = serialization.load_pem_private_key(authority_key_file.read_bytes(), None)
@@ -115,8 +116,14 @@ def _issue(paths: StatePaths, names: list[str]) -> None:
         .sign(authority_key, hashes.SHA256())
     )
     key_text = server_key.private_bytes(pem, private, serialization.NoEncryption()).decode()
-    write_private_text(paths.tls / "server.key", key_text)
-    write_bytes(paths.tls / "server.pem", server.public_bytes(pem))
+    write_private_text(paths.tls / KEY, key_text)
+    write_bytes(paths.tls / CERTIFICATE, server.public_bytes(pem))
+
+
+def authority_of(config: TeamServerConfig, paths: StatePaths) -> Path | None:
+    """The certificate users must trust: our authority's, or None (TLS off, or the user's own
+    certificate, which clients trust through their system's store). Issues nothing."""
+    return paths.tls / AUTHORITY if config.tls and not config.tls_certificate else None
 
 
 def server_certificate(
@@ -131,10 +138,8 @@ def server_certificate(
             raise UserError(f"params.yaml: server.tls_certificate/tls_key: {missing[0]} not found")
         return ServerCertificate(files[0], files[1], None)
     names = _names(address)
-    certificate = paths.tls / "server.pem"
-    if not (certificate.exists() and (paths.tls / "server.key").exists()) or not _covers(
-        certificate, names
-    ):
+    certificate, key = paths.tls / CERTIFICATE, paths.tls / KEY
+    if not (certificate.exists() and key.exists()) or not _covers(certificate, names):
         paths.tls.mkdir(mode=0o700, parents=True, exist_ok=True)
         _issue(paths, names)
-    return ServerCertificate(certificate, paths.tls / "server.key", paths.tls / "ca.pem")
+    return ServerCertificate(certificate, key, authority_of(config, paths))

@@ -14,7 +14,7 @@ from digit_recognizer.errors import UserError
 from digit_recognizer.files import write_private_text
 from digit_recognizer.locks import LOCK_URL_VARIABLE
 from digit_recognizer.registry_client import Registry
-from digit_recognizer.team.state import ADMIN_USER, Permission, check_user_name
+from digit_recognizer.team.state import ADMIN_USER, Permission
 from digit_recognizer.tracking import Store, activate
 
 CERTIFICATE_VARIABLE = "MLFLOW_TRACKING_SERVER_CERT_PATH"
@@ -70,11 +70,11 @@ def add_user(
     permission: Permission,
 ) -> str:
     """Create ``user`` with a generated password (returned); ``edit`` may log runs and move
-    aliases of the project's experiment and registered model, ``read`` may only look."""
+    aliases of the project's experiment and registered model, ``read`` may only look. The
+    name is checked by the caller, before anything is written."""
     from mlflow.exceptions import MlflowException
     from mlflow.server import get_app_client
 
-    check_user_name(user)
     password = secrets.token_urlsafe(18)
     _act_as_admin(admin_password, authority)
     client = get_app_client("basic-auth", tracking_uri=tracking_uri)
