@@ -37,11 +37,8 @@ from digit_recognizer.models.fitting import (
     training_batches,
 )
 from digit_recognizer.models.precision import choose_precision, cpu_flags, use_precision
-from digit_recognizer.training import (
-    load_best_hyperparameters,
-    schedule_callbacks,
-    training_augmentation,
-)
+from digit_recognizer.models.record import load_best_hyperparameters
+from digit_recognizer.models.training import schedule_callbacks, training_augmentation
 
 KERAS_EXAMPLE_EPOCHS = 15
 KERAS_EXAMPLE_BATCH = 128
@@ -114,7 +111,7 @@ def our_cnn(
         name += f" ({max_epochs}-epoch schedule)"
     precision = choose_precision(params.compute.precision, cpu_flags())
     use_precision(precision)
-    hyperparameters = load_best_hyperparameters(params, "cnn")
+    hyperparameters = load_best_hyperparameters(params.paths, "cnn")
     model = build_model(
         hyperparameters_from("cnn", hyperparameters), label_smoothing=config.label_smoothing
     )

@@ -9,9 +9,9 @@ import mlflow
 import pytest
 
 from digit_recognizer.cli import main
-from digit_recognizer.evaluation import HEADLINE_METRICS
+from digit_recognizer.evaluation.comparison import write_report
+from digit_recognizer.evaluation.model_scores import HEADLINE_METRICS
 from digit_recognizer.models.classical import BASELINES
-from digit_recognizer.reporting import write_report
 
 
 def test_baselines_are_scored_tracked_and_logged_with_signatures(project: Path) -> None:

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from digit_recognizer.data.kaggle_csv import PIXEL_COLUMNS, write_submission
-from digit_recognizer.evaluation import confusion_rows, score
+from digit_recognizer.evaluation.scores import confusion_rows, score
 from digit_recognizer.models.architectures import AnnHyperparameters, build_model
 from digit_recognizer.models.pyfunc import compiled_probabilities, pixels_from, predict_frame
 from tests.conftest import synthetic_digits

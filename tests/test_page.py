@@ -23,7 +23,7 @@ from digit_recognizer import tracking
 from digit_recognizer.cli import main
 from digit_recognizer.config import MlflowConfig
 from digit_recognizer.data.pictures import PictureLimits, read_picture
-from digit_recognizer.training import register_keras_model
+from digit_recognizer.stages.train import register_keras_model
 from tests.conftest import free_port
 from tests.test_serving import DIGITS, serve_params, start, stop
 

@@ -16,17 +16,17 @@ import mlflow
 import pytest
 import yaml
 
-from digit_recognizer import registry_client
-from digit_recognizer.champion import HISTORY_TAG
+from digit_recognizer import tracking
 from digit_recognizer.cli import main
 from digit_recognizer.config import Family, load_params
 from digit_recognizer.data.kaggle_csv import write_digits_csv
 from digit_recognizer.data.robustness import load_robustness_set
 from digit_recognizer.data.splits import load_split
+from digit_recognizer.models.record import TrainedModel
+from digit_recognizer.promotion.champion import HISTORY_TAG
 from digit_recognizer.promotion.listing import registry_table
 from digit_recognizer.promotion.policy import mcnemar
-from digit_recognizer.registry import CHAMPION, promote, rollback
-from digit_recognizer.training import TrainedModel
+from digit_recognizer.stages.promote import CHAMPION, promote, rollback
 from tests.conftest import REPOSITORY, synthetic_digits
 from tests.registry_fixtures import Candidate, register_candidate
 
@@ -63,7 +63,7 @@ def write_trained(families: dict[Family, Candidate]) -> None:
             model_uri="",
             registered_name="digit-recognizer",
             version=candidate.version,
-            epochs_trained=1,
+            epochs_all_members=1,
             train_seconds=1.0,
         )
         Path(f"models/{family}.json").write_text(json.dumps(asdict(record)))
@@ -204,8 +204,8 @@ def kill_at_write(monkeypatch: pytest.MonkeyPatch, step: int) -> None:
         return write
 
     for name in ("set_model_tag", "set_alias", "delete_alias", "tag_version"):
-        original = getattr(registry_client.Registry, name)
-        monkeypatch.setattr(registry_client.Registry, name, dying(original))
+        original = getattr(tracking.Registry, name)
+        monkeypatch.setattr(tracking.Registry, name, dying(original))
 
 
 def test_a_champion_move_killed_between_any_two_registry_calls_is_finished_by_the_next(

@@ -24,7 +24,7 @@ from PIL import Image
 from digit_recognizer.cli import main
 from digit_recognizer.config import load_params
 from digit_recognizer.data.kaggle_csv import PIXEL_COLUMNS
-from digit_recognizer.registry import promote
+from digit_recognizer.stages.promote import promote
 from tests.conftest import REPOSITORY, free_port
 from tests.registry_fixtures import register_candidate
 

@@ -71,19 +71,26 @@ def import_closure(start: set[str]) -> set[Path]:
         assert path is not None
         pending.extend(imported_modules([ast.parse(path.read_text())]))
     files = {module_file(name) for name in seen}
-    return {path for path in files if path is not None and path.name != "__init__.py"}
+    return {path for path in files if path is not None and not is_package_marker(path)}
+
+
+def is_package_marker(path: Path) -> bool:
+    """An ``__init__.py`` holding nothing but a docstring (one with code is a module too)."""
+    body = ast.parse(path.read_text()).body
+    return path.name == "__init__.py" and all(
+        isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant) for node in body
+    )
 
 
 def stage_closure(subcommand: str) -> set[Path]:
-    """What ``digits <subcommand>`` runs: cli.py's top-level imports and its handler's."""
+    """What ``digits <subcommand>`` runs: cli.py's top-level imports, those of ``main`` (which
+    every command runs) and its handler's."""
     cli = ast.parse((SOURCE / PACKAGE / "cli.py").read_text())
     handler = f"_{subcommand.replace('-', '_')}"
-    functions = [
-        node for node in cli.body if isinstance(node, ast.FunctionDef) and node.name == handler
-    ]
-    assert functions, f"cli.py has no handler {handler} for 'digits {subcommand}'"
+    functions = {node.name: node for node in cli.body if isinstance(node, ast.FunctionDef)}
+    assert handler in functions, f"cli.py has no handler {handler} for 'digits {subcommand}'"
     top_level = [node for node in cli.body if not isinstance(node, ast.FunctionDef)]
-    modules = import_closure(imported_modules(top_level) | imported_modules([functions[0]]))
+    modules = import_closure(imported_modules([*top_level, functions["main"], functions[handler]]))
     return {SOURCE / PACKAGE / "cli.py", *modules}
 
 
@@ -109,5 +116,10 @@ def test_every_imported_module_is_a_stage_dependency(stage: str) -> None:
 
 
 def test_the_checker_sees_function_level_imports() -> None:
-    # the evaluate stage imports training.py only inside run_evaluate
-    assert SOURCE / PACKAGE / "training.py" in stage_closure("evaluate")
+    # the evaluate stage imports models/pyfunc.py only inside run_evaluate
+    assert SOURCE / PACKAGE / "models" / "pyfunc.py" in stage_closure("evaluate")
+
+
+def test_the_checker_counts_a_package_init_with_code() -> None:
+    # config/__init__.py parses params.yaml: a change there must rerun every stage
+    assert SOURCE / PACKAGE / "config" / "__init__.py" in stage_closure("prepare")

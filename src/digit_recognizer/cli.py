@@ -18,7 +18,7 @@ from digit_recognizer.config import FAMILIES, Params, load_params
 from digit_recognizer.errors import UserError
 
 if TYPE_CHECKING:
-    from digit_recognizer.serving.commands import ServerCommand
+    pass
 
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
@@ -43,148 +43,57 @@ def _fetch_data(arguments: argparse.Namespace, params: Params) -> None:
 
 
 def _prepare(arguments: argparse.Namespace, params: Params) -> None:
-    from digit_recognizer.data.prepare import run_prepare
-    from digit_recognizer.tracking import project_root
+    from digit_recognizer.stages import prepare
 
-    result = run_prepare(params, project_root())
-    counts = ", ".join(f"{name} {count}" for name, count in result.rows.items())
-    print(f"prepare: {counts} rows; stats in {result.statistics_path}; MLflow run {result.run_id}")
+    prepare.main(params)
 
 
 def _robustness(arguments: argparse.Namespace, params: Params) -> None:
-    from digit_recognizer.stages.robustness import run_robustness
-    from digit_recognizer.tracking import project_root
+    from digit_recognizer.stages import robustness
 
-    result = run_robustness(params, project_root())
-    print(
-        f"robustness: {result.pictures} pictures from the {result.evaluation_split} split read "
-        f"back into {result.set_path}; examples in {result.examples_path}; MLflow run "
-        f"{result.run_id}"
-    )
+    robustness.main(params)
 
 
 def _tune(arguments: argparse.Namespace, params: Params) -> None:
-    import os
+    from digit_recognizer.stages import tune
 
-    from digit_recognizer.search.roles import search_role
-    from digit_recognizer.stages.tune import run_search_worker, run_tune
-    from digit_recognizer.tracking import project_root
-
-    if search_role(os.environ).is_worker:  # KERASTUNER_TUNER_ID names a worker
-        worker = run_search_worker(params, arguments.family, project_root())
-        print(
-            f"tune {worker.family}: worker {worker.worker_id} finished {worker.trials_run} "
-            f"trials in {worker.duration_seconds:.0f}s; the chief writes the results; "
-            f"MLflow run {worker.parent_run_id}"
-        )
-        return
-    result = run_tune(params, arguments.family, project_root())
-    print(
-        f"tune {result.family}: best validation accuracy {result.best_score:.4f} with "
-        f"{result.best_hyperparameters} ({len(result.trials)} trials, "
-        f"{result.duration_seconds:.0f}s); MLflow run {result.run_id}"
-    )
+    tune.main(params, arguments.family)
 
 
 def _train(arguments: argparse.Namespace, params: Params) -> None:
-    from digit_recognizer.tracking import project_root
-    from digit_recognizer.training import run_train
+    from digit_recognizer.stages import train
 
-    trained = run_train(params, arguments.family, project_root())
-    print(
-        f"train {trained.family}: {trained.epochs_trained} epochs in {trained.train_seconds:.0f}s; "
-        f"registered {trained.registered_name} version {trained.version}"
-    )
+    train.main(params, arguments.family)
 
 
 def _evaluate(arguments: argparse.Namespace, params: Params) -> None:
-    from digit_recognizer.evaluation import run_evaluate
-    from digit_recognizer.tracking import project_root
+    from digit_recognizer.stages import evaluate
 
-    result = run_evaluate(params, arguments.family, project_root())
-    print(
-        f"evaluate {result.family}: {result.scored_split} accuracy "
-        f"{result.metrics['test_accuracy']:.4f}, macro-F1 {result.metrics['test_macro_f1']:.4f} "
-        f"(validation {result.metrics['validation_accuracy']:.4f}); "
-        f"submission {result.submission_path}"
-    )
+    evaluate.main(params, arguments.family)
 
 
 def _baselines(arguments: argparse.Namespace, params: Params) -> None:
-    from digit_recognizer.baselines import run_baselines
-    from digit_recognizer.tracking import project_root
+    from digit_recognizer.stages import baselines
 
-    for result in run_baselines(params, project_root()):
-        print(
-            f"baselines {result.name}: {result.evaluation_split} accuracy "
-            f"{result.test_accuracy:.4f} with {result.settings} "
-            f"(fit {result.fit_seconds:.1f}s); MLflow run {result.run_id}"
-        )
+    baselines.main(params)
 
 
 def _report(arguments: argparse.Namespace, params: Params) -> None:
-    from digit_recognizer.models.classical import BASELINES
-    from digit_recognizer.reporting import write_report
+    from digit_recognizer.stages import report
 
-    scores_files = {name: params.paths.all_scores(name) for name in (*FAMILIES, *BASELINES)}
-    missing = [path for path in scores_files.values() if not path.exists()]
-    if missing:
-        raise UserError(f"{missing[0]}: not found; run the evaluate and baselines stages first")
-    paths = write_report(scores_files, Path(params.paths.reports_dir))
-    print(f"report: wrote {', '.join(str(path) for path in paths)}")
+    report.main(params)
 
 
 def _promote(arguments: argparse.Namespace, params: Params) -> None:
-    from digit_recognizer.files import write_json
-    from digit_recognizer.registry import promote
-    from digit_recognizer.tracking import project_root
+    from digit_recognizer.stages import promote
 
-    manual = arguments.version is not None
-    report = promote(params, project_root(), version=arguments.version, force=arguments.force)
-    if not manual:  # the promote stage's DVC metric; manual promotions only print
-        write_json(params.paths.promotion_report, report.as_json())
-    for gate in report.gates:
-        print(
-            f"  gate {gate.name}: {'pass' if gate.passed else 'FAIL'} "
-            f"(value {gate.value}, threshold {gate.threshold})"
-        )
-    if report.comparison is not None:
-        comparison = report.comparison
-        print(
-            f"  McNemar on {comparison.images} {report.evaluation_split} images: candidate alone "
-            f"right on {comparison.candidate_only_right}, champion alone on "
-            f"{comparison.champion_only_right}, p = {comparison.p_value:.4g}"
-        )
-    subject = (
-        f"version {report.candidate_version} ({report.candidate_family})"
-        if report.candidate_version
-        else "no candidate"
-    )
-    print(
-        f"promote: {report.decision}: {subject}: {report.reason}; champion is now "
-        f"{report.champion_after or 'none'}"
-    )
-    no_champion = (
-        f"no champion yet, so no {params.paths.champion_submission}; lower the gates in "
-        "params.yaml (promote) or force a version with digits promote --version N --force"
-    )
-    if report.champion_after:
-        print(f"promote: {params.paths.champion_submission} holds the champion's predictions")
-    elif manual:
-        raise UserError(no_champion)
-    else:  # the stage reports what the gates and params decided; that is not a failure
-        print(f"promote: {no_champion}")
+    promote.main(params, arguments.version, arguments.force)
 
 
 def _rollback(arguments: argparse.Namespace, params: Params) -> None:
-    from digit_recognizer.registry import rollback
-    from digit_recognizer.tracking import project_root
+    from digit_recognizer.stages import promote
 
-    moved_from, moved_to = rollback(params, project_root())
-    print(f"rollback: champion moved from version {moved_from} back to version {moved_to}")
-    if params.paths.champion_submission.exists():
-        submission = params.paths.champion_submission
-        print(f"rollback: {submission} holds version {moved_to}'s predictions")
+    promote.main_rollback(params)
 
 
 def _registry(arguments: argparse.Namespace, params: Params) -> None:
@@ -194,23 +103,11 @@ def _registry(arguments: argparse.Namespace, params: Params) -> None:
     print(registry_table(params, project_root()))
 
 
-def _run_server(command: ServerCommand) -> None:
-    import subprocess
-
-    print(" ".join(command.argv), file=sys.stderr, flush=True)
-    try:
-        completed = subprocess.run(command.argv, env=command.environment, check=False)
-    except KeyboardInterrupt:
-        return
-    if completed.returncode not in (0, -signal.SIGINT, -signal.SIGTERM):
-        raise UserError(f"{command.argv[0]} exited with status {completed.returncode}")
-
-
 def _serve(arguments: argparse.Namespace, params: Params) -> None:
-    from digit_recognizer.serving.commands import serve_command
+    from digit_recognizer.serving.commands import run_server, serve_command
     from digit_recognizer.tracking import project_root
 
-    _run_server(
+    run_server(
         serve_command(
             params, project_root(), arguments.version, arguments.port or params.serve.port
         )
@@ -218,14 +115,14 @@ def _serve(arguments: argparse.Namespace, params: Params) -> None:
 
 
 def _ui(arguments: argparse.Namespace, params: Params) -> None:
-    from digit_recognizer.serving.commands import ui_command
+    from digit_recognizer.serving.commands import run_server, ui_command
     from digit_recognizer.tracking import project_root, tracking_uri
 
     shared = tracking_uri(project_root())
     if shared.startswith(("http://", "https://")):  # a tracking server is its own UI
         print(f"ui: the tracking server serves the MLflow UI: open {shared} and sign in")
         return
-    _run_server(ui_command(params, project_root(), arguments.port or params.serve.ui_port))
+    run_server(ui_command(params, project_root(), arguments.port or params.serve.ui_port))
 
 
 def _predict(arguments: argparse.Namespace, params: Params) -> None:
@@ -239,31 +136,9 @@ def _predict(arguments: argparse.Namespace, params: Params) -> None:
 
 
 def _server(arguments: argparse.Namespace, params: Params) -> None:
-    from digit_recognizer.team import server
-    from digit_recognizer.tracking import project_root
+    from digit_recognizer.team.actions import server_action
 
-    root = project_root()
-    if arguments.action == "start":
-        info = server.start(params.server, root)
-        state = "already running" if info.already_running else "started"
-        print(f"server: {state} on {info.tracking_uri} (PostgreSQL store, basic auth)")
-        print(f"server: as admin, here or on any machine: source {info.admin_settings}")
-    elif arguments.action == "stop":
-        stopped = server.stop(params.server, root)
-        print(f"server: stopped {' and '.join(stopped)}" if stopped else "server: nothing ran")
-    elif arguments.action == "status":
-        print("\n".join(f"server: {line}" for line in server.status(params.server, root)))
-    else:
-        if not arguments.user:
-            raise UserError("server add-user needs a user name: digits server add-user NAME")
-        settings = server.add_team_user(
-            params.server, params.mlflow, root, arguments.user, arguments.permission
-        )
-        print(
-            f"server: added {arguments.user} ({arguments.permission}); their settings, password "
-            f"included, are in {settings}: hand it over privately, then delete it; they run "
-            f"source {settings.name}"
-        )
+    server_action(params, arguments.action, arguments.user, arguments.permission)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from digit_recognizer import registry_client, tracking
+from digit_recognizer import tracking
 from digit_recognizer.config import Params
 
 
@@ -13,7 +13,7 @@ def registry_table(params: Params, root: Path) -> str:
     """Versions, aliases, families and key metrics as a text table."""
     store = tracking.Store.for_project(params.mlflow, root)
     tracking.activate(store)
-    registry = registry_client.Registry(store, params.mlflow.registered_model_name)
+    registry = tracking.Registry(store, params.mlflow.registered_model_name)
     rows = [("version", "aliases", "family", "split", "test_acc", "macro_f1", "ms/img", "decision")]
     for record in registry.versions():
         tags = record.tags

@@ -81,7 +81,7 @@ def set_up_search(params: Params, family: Family, root: Path, role: SearchRole) 
         precision=precision,
         compute_params=compute_params,
         fingerprint=fingerprint,
-        directory=Path(params.paths.tuning_dir) / family,
+        directory=params.paths.search_state(family),
         store=tracking.Store.for_project(params.mlflow, root),
         tags={"stage": "tune", "family": family, "search_fingerprint": fingerprint},
     )

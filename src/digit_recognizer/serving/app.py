@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from digit_recognizer import registry_client, tracking
+from digit_recognizer import tracking
 from digit_recognizer.data.pictures import PictureLimits
 from digit_recognizer.serving.bodies import BadRequest, is_readable, request_rows
 
@@ -72,7 +72,7 @@ class FollowingModel:
     def __init__(self, served: ServedModel) -> None:
         self.served = served
         self._store = tracking.Store(served.tracking_uri, "", None)
-        self._registry = registry_client.Registry(self._store, served.name)
+        self._registry = tracking.Registry(self._store, served.name)
         version = self._wanted_version()
         # one attribute for the pair: a request never sees one version's number on another's model
         self._current: tuple[str, Any] = (version, self._load(version))
@@ -92,8 +92,8 @@ class FollowingModel:
         return version
 
     def _load(self, version: str) -> Any:
-        uri = registry_client.version_uri(self.served.name, version)
-        return registry_client.load_pyfunc(uri, self._store)
+        uri = tracking.version_uri(self.served.name, version)
+        return tracking.load_pyfunc(uri, self._store)
 
     def predict(self, data: Any, params: dict[str, Any] | None = None) -> Any:
         return self.predict_with_version(data, params)[1]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from digit_recognizer import registry_client, tracking
+from digit_recognizer import tracking
 from digit_recognizer.config import Params
 from digit_recognizer.data.kaggle_csv import read_digits_csv, write_submission
 from digit_recognizer.data.pictures import PICTURE_SUFFIXES, PictureLimits, read_picture
@@ -23,11 +24,24 @@ class ServerCommand:
     environment: dict[str, str]
 
 
+def run_server(command: ServerCommand) -> None:
+    """Run a server in the foreground until it exits or Ctrl-C; a crash is one line."""
+    import subprocess
+
+    print(" ".join(command.argv), file=sys.stderr, flush=True)
+    try:
+        completed = subprocess.run(command.argv, env=command.environment, check=False)
+    except KeyboardInterrupt:
+        return
+    if completed.returncode not in (0, -signal.SIGINT, -signal.SIGTERM):
+        raise UserError(f"{command.argv[0]} exited with status {completed.returncode}")
+
+
 def model_uri(params: Params, version: str | None) -> str:
     name = params.mlflow.registered_model_name
     if version:
-        return registry_client.version_uri(name, version)
-    return registry_client.alias_uri(name, registry_client.CHAMPION)
+        return tracking.version_uri(name, version)
+    return tracking.alias_uri(name, tracking.CHAMPION)
 
 
 def _environment(store: tracking.Store) -> dict[str, str]:
@@ -45,9 +59,9 @@ def serve_command(params: Params, root: Path, version: str | None, port: int) ->
     from digit_recognizer.serving.app import ServedModel
 
     store = tracking.Store.for_project(params.mlflow, root)
-    registry = registry_client.Registry(store, params.mlflow.registered_model_name)
+    registry = tracking.Registry(store, params.mlflow.registered_model_name)
     tracking.activate(store)
-    if version is None and registry.alias(registry_client.CHAMPION) is None:
+    if version is None and registry.alias(tracking.CHAMPION) is None:
         raise UserError(
             f"registered model '{registry.name}' has no champion yet; run "
             "'digits promote' (or serve a version with --version N)"
@@ -57,7 +71,7 @@ def serve_command(params: Params, root: Path, version: str | None, port: int) ->
     served = ServedModel(
         tracking_uri=store.uri,
         name=registry.name,
-        alias=None if version else registry_client.CHAMPION,
+        alias=None if version else tracking.CHAMPION,
         pinned_version=version,
         poll_seconds=params.serve.poll_seconds,
         max_body_bytes=params.serve.max_request_bytes,
@@ -130,6 +144,6 @@ def predict_batch(
     )
     store = tracking.Store.for_project(params.mlflow, root)
     tracking.activate(store)
-    labels = registry_client.predict_labels(model_uri(params, version), store, pixels)
+    labels = tracking.predict_labels(model_uri(params, version), store, pixels)
     write_submission(labels, output)
     return len(labels)

@@ -51,3 +51,12 @@ def run_robustness(params: Params, root: Path) -> RobustnessResult:
     return RobustnessResult(
         split, len(robustness.kinds), paths.robustness_set, paths.robustness_examples, run_id
     )
+
+
+def main(params: Params) -> None:
+    result = run_robustness(params, tracking.project_root())
+    print(
+        f"robustness: {result.pictures} pictures from the {result.evaluation_split} split read "
+        f"back into {result.set_path}; examples in {result.examples_path}; MLflow run "
+        f"{result.run_id}"
+    )

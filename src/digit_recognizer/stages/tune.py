@@ -15,16 +15,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import numpy.typing as npt
-
 from digit_recognizer import tracking
 from digit_recognizer.config import Family, Params
 from digit_recognizer.data.splits import prepared_data_md5
 from digit_recognizer.errors import UserError
 from digit_recognizer.files import write_json
 from digit_recognizer.models.hypermodel import choose_hyperparameters
-from digit_recognizer.reporting import TrialRecord, plot_search, trials_table
 from digit_recognizer.search.identity import remove_other_searches
 from digit_recognizer.search.roles import CHIEF_WAIT_SECONDS, search_role, wait_for_search_run
 from digit_recognizer.search.session import (
@@ -34,6 +30,12 @@ from digit_recognizer.search.session import (
     set_up_search,
 )
 from digit_recognizer.search.tracked_tuner import trial_records
+from digit_recognizer.search.trials import (
+    TrialRecord,
+    better_than_chance,
+    plot_search,
+    trials_table,
+)
 from digit_recognizer.search.workarounds import first_failure, requeue_orphaned_trials
 
 # A best trial whose validation score could be chance at this level fails the search.
@@ -57,16 +59,6 @@ class WorkerResult:
     trials_run: int
     duration_seconds: float
     parent_run_id: str
-
-
-def better_than_chance(score: float, validation_labels: npt.NDArray[np.uint8]) -> float:
-    """One-sided exact binomial p-value that ``score`` beats always guessing the commonest
-    digit on these validation rows (small means a real signal)."""
-    from scipy.stats import binomtest
-
-    rows = len(validation_labels)
-    chance = float(np.bincount(validation_labels, minlength=10).max()) / rows
-    return float(binomtest(round(score * rows), rows, chance, alternative="greater").pvalue)
 
 
 def run_search_worker(params: Params, family: Family, root: Path) -> WorkerResult:
@@ -152,11 +144,11 @@ def run_tune(params: Params, family: Family, root: Path) -> TuneResult:
             "trials_failed": len(trials) - len(completed),
             "search_seconds": round(duration, 1),
         }
-        write_json(Path(params.paths.hyperparameters_dir) / f"{family}.json", best)
+        write_json(params.paths.best_hyperparameters(family), best)
         write_json(params.paths.search_summary(family), summary)
         write_json(params.paths.search_metrics(family), {"best_score": best_score})
-        table_path = Path(params.paths.reports_dir) / "tuning" / f"{family}_trials.csv"
-        chart_path = Path(params.paths.reports_dir) / "tuning" / f"{family}_search.png"
+        table_path = params.paths.search_table(family)
+        chart_path = params.paths.search_chart(family)
         trials_table(trials, table_path)
         plot_search(trials, family, chart_path)
         tracking.describe_run(
@@ -173,3 +165,21 @@ def run_tune(params: Params, family: Family, root: Path) -> TuneResult:
         )
         tracking.log_artifacts([table_path, chart_path], "tuning")
     return TuneResult(family, best, best_score, trials, duration, run_id)
+
+
+def main(params: Params, family: Family) -> None:
+    root = tracking.project_root()
+    if search_role(os.environ).is_worker:  # KERASTUNER_TUNER_ID names a worker
+        worker = run_search_worker(params, family, root)
+        print(
+            f"tune {worker.family}: worker {worker.worker_id} finished {worker.trials_run} "
+            f"trials in {worker.duration_seconds:.0f}s; the chief writes the results; "
+            f"MLflow run {worker.parent_run_id}"
+        )
+        return
+    result = run_tune(params, family, root)
+    print(
+        f"tune {result.family}: best validation accuracy {result.best_score:.4f} with "
+        f"{result.best_hyperparameters} ({len(result.trials)} trials, "
+        f"{result.duration_seconds:.0f}s); MLflow run {result.run_id}"
+    )

@@ -13,9 +13,8 @@ from digit_recognizer.config import MlflowConfig
 from digit_recognizer.errors import UserError
 from digit_recognizer.files import write_private_text
 from digit_recognizer.locks import LOCK_URL_VARIABLE
-from digit_recognizer.registry_client import Registry
 from digit_recognizer.team.state import ADMIN_USER, Permission
-from digit_recognizer.tracking import Store, activate
+from digit_recognizer.tracking import Registry, Store, activate
 
 CERTIFICATE_VARIABLE = "MLFLOW_TRACKING_SERVER_CERT_PATH"
 AUTHORITY_EXPANSION = "${digits_ca}"  # where the settings file saved the team's authority

@@ -15,16 +15,16 @@ import json
 import time
 from typing import Any
 
-from digit_recognizer import registry_client
+from digit_recognizer import tracking
 
-CHAMPION = registry_client.CHAMPION
+CHAMPION = tracking.CHAMPION
 PREVIOUS = "previous-champion"
 HISTORY_TAG = "champion_history"
 MOVE_TAG = "champion_move"  # the move under way; empty when none is
 ROLLED_BACK_TAG = "rolled_back_at"
 
 
-def champion_history(registry: registry_client.Registry) -> list[str]:
+def champion_history(registry: tracking.Registry) -> list[str]:
     """Every champion so far, oldest first; the last one is the champion."""
     return list(json.loads(registry.model_tag(HISTORY_TAG) or "[]"))
 
@@ -33,7 +33,7 @@ def _now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
-def _carry_out(registry: registry_client.Registry, move: dict[str, Any]) -> None:
+def _carry_out(registry: tracking.Registry, move: dict[str, Any]) -> None:
     history: list[str] = move["history"]
     registry.set_model_tag(HISTORY_TAG, json.dumps(history))
     registry.set_alias(CHAMPION, history[-1])
@@ -46,12 +46,12 @@ def _carry_out(registry: registry_client.Registry, move: dict[str, Any]) -> None
     registry.set_model_tag(MOVE_TAG, "")
 
 
-def _move(registry: registry_client.Registry, move: dict[str, Any]) -> None:
+def _move(registry: tracking.Registry, move: dict[str, Any]) -> None:
     registry.set_model_tag(MOVE_TAG, json.dumps(move))
     _carry_out(registry, move)
 
 
-def repair(registry: registry_client.Registry) -> str | None:
+def repair(registry: tracking.Registry) -> str | None:
     """Finish a move a killed process left half done; say what it was, if there was one."""
     pending = registry.model_tag(MOVE_TAG)
     if pending:
@@ -66,7 +66,7 @@ def repair(registry: registry_client.Registry) -> str | None:
     return None
 
 
-def promote_to(registry: registry_client.Registry, version: str, forced: bool) -> None:
+def promote_to(registry: tracking.Registry, version: str, forced: bool) -> None:
     """Make ``version`` the champion."""
     history = champion_history(registry)
     if history and history[-1] == version:
@@ -75,7 +75,7 @@ def promote_to(registry: registry_client.Registry, version: str, forced: bool) -
     _move(registry, {"history": [*history, version], "version_tags": {version: tags}})
 
 
-def roll_back(registry: registry_client.Registry) -> tuple[str, str] | None:
+def roll_back(registry: tracking.Registry) -> tuple[str, str] | None:
     """Move the champion back to the one before it; (from, to), or None when there is none."""
     history = champion_history(registry)
     current = history[-1] if history else None

@@ -1,6 +1,5 @@
 """The MLflow model registry as the project uses it: registered versions, their aliases and
-tags, and loading a version to predict. Runs and logging stay in ``tracking``; these two are
-the only modules that call MLflow."""
+tags, and loading a version to predict."""
 
 from __future__ import annotations
 
@@ -10,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from digit_recognizer.errors import UserError
-from digit_recognizer.tracking import Store
+from digit_recognizer.tracking.store import Store
 
 # The alias promotion moves and serving follows.
 CHAMPION = "champion"

@@ -1,0 +1,1 @@
+"""Scoring models: scores, charts, the same evaluation for every model, the comparison."""

@@ -1,0 +1,106 @@
+"""Where runs go: the project root, the tracking URI, the experiment (created here only).
+
+Default store: ``sqlite:///<project root>/mlflow.db`` with artifacts in ``<project root>/mlruns``;
+``MLFLOW_TRACKING_URI`` points every stage at another store (a server, PostgreSQL, ...).
+The project root is found from the working directory, and a run started by
+``dvc exp run --queue`` (inside ``<root>/.dvc/tmp/exps/...``) resolves to the same root so
+queued experiments land in the same store as workspace runs.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from digit_recognizer.config import MlflowConfig
+
+TRACKING_URI_VARIABLE = "MLFLOW_TRACKING_URI"
+# MLflow 3 opens an experiment on its GenAI overview unless it is marked as model training.
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+EXPERIMENT_KIND = "custom_model_development"
+_DVC_TEMPORARY_WORKSPACES = ("/.dvc/tmp/",)
+
+
+def project_root(start: Path | None = None) -> Path:
+    """The folder holding dvc.yaml (or params.yaml) above ``start``, outside DVC's temp copies."""
+    here = (start or Path.cwd()).resolve()
+    text = here.as_posix()
+    for marker in _DVC_TEMPORARY_WORKSPACES:
+        if marker in text:
+            return Path(text.split(marker, 1)[0])
+    for folder in (here, *here.parents):
+        if (folder / "dvc.yaml").exists() or (folder / "params.yaml").exists():
+            return folder
+    return here
+
+
+def default_tracking_uri(root: Path) -> str:
+    return f"sqlite:///{(root / 'mlflow.db').as_posix()}"
+
+
+def tracking_uri(root: Path) -> str:
+    return os.environ.get(TRACKING_URI_VARIABLE) or default_tracking_uri(root)
+
+
+@dataclass(frozen=True)
+class Store:
+    """Where runs go: the tracking URI, the experiment, and (for the local store) artifacts."""
+
+    uri: str
+    experiment_name: str
+    artifact_location: str | None
+
+    @classmethod
+    def for_project(cls, config: MlflowConfig, root: Path) -> Store:
+        uri = tracking_uri(root)
+        local = uri == default_tracking_uri(root)
+        return cls(uri, config.experiment_name, (root / "mlruns").as_uri() if local else None)
+
+
+# MLflow retries a failed HTTP request 7 times with doubling waits (over 4 minutes) before a
+# stage may fail; 4 retries ride out a server restart (about 30 s) and fail a stage in time.
+HTTP_RETRIES_VARIABLE = "MLFLOW_HTTP_REQUEST_MAX_RETRIES"
+HTTP_RETRIES = "4"
+# What requests/urllib3 say when no server answers (MLflow wraps them in MlflowException).
+_UNREACHABLE_SIGNS = ("Max retries exceeded", "Failed to establish a new connection")
+
+
+def unreachable_server(error: BaseException) -> str | None:
+    """One line for an error that means the tracking server did not answer, else None."""
+    text = str(error)
+    if not any(sign in text for sign in _UNREACHABLE_SIGNS):
+        return None
+    reason = "connection refused" if "refused" in text.lower() else "no answer"
+    uri = os.environ.get(TRACKING_URI_VARIABLE, "the tracking server")
+    return (
+        f"MLflow tracking server {uri} unreachable ({reason}); start it (digits server start) "
+        "or check MLFLOW_TRACKING_URI, then run this again: a run left RUNNING is closed then"
+    )
+
+
+def activate(store: Store) -> str:
+    """Point the fluent API at the store's experiment (created on first use); return its id."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    os.environ.setdefault(HTTP_RETRIES_VARIABLE, HTTP_RETRIES)
+    mlflow.set_tracking_uri(store.uri)
+    experiment = mlflow.get_experiment_by_name(store.experiment_name)
+    if experiment is None:
+        try:
+            experiment_id = mlflow.create_experiment(
+                store.experiment_name,
+                artifact_location=store.artifact_location,
+                tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND},
+            )
+        except MlflowException:  # another stage created it a moment ago
+            experiment_id = mlflow.get_experiment_by_name(store.experiment_name).experiment_id  # type: ignore[union-attr]
+    else:
+        experiment_id = experiment.experiment_id
+        if EXPERIMENT_KIND_TAG not in experiment.tags:  # made before the project set its kind
+            mlflow.MlflowClient(store.uri).set_experiment_tag(
+                experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND
+            )
+    mlflow.set_experiment(experiment_id=experiment_id)
+    return str(experiment_id)
