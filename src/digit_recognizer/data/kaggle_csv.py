@@ -52,8 +52,49 @@ class DigitTable:
         return int(self.images.shape[0])
 
 
+PIXEL_RANGE = (0, 255)
+LABEL_RANGE = (0, 9)
+
+
 def _value_range(column: str) -> tuple[int, int]:
-    return (0, 9) if column == LABEL_COLUMN else (0, 255)
+    return LABEL_RANGE if column == LABEL_COLUMN else PIXEL_RANGE
+
+
+def first_out_of_range(values: npt.NDArray[Any], columns: list[str]) -> tuple[int, int] | None:
+    """(row, column) of the first value outside its column's range, or None."""
+    ranges = np.array([_value_range(name) for name in columns])
+    outside = (values < ranges[:, 0]) | (values > ranges[:, 1])
+    if not outside.any():
+        return None
+    row, column = (int(index) for index in np.argwhere(outside)[0])
+    return row, column
+
+
+class PixelError(ValueError):
+    """Rows that are not Kaggle pixel rows; the message says why, in one line."""
+
+
+def validated_pixels(rows: Any) -> npt.NDArray[np.uint8]:
+    """The one check of pixel rows handed over in memory (the pyfunc's input, a request body):
+    rows of 784 integers 0-255 (one flat row too) -> (n, 784) uint8. Non-integers are refused,
+    never cast. PixelError names the first problem."""
+    try:
+        values = np.asarray(rows)
+    except (ValueError, RecursionError):  # ragged or absurdly nested rows
+        raise PixelError(f"expected rows of {PIXEL_COUNT} pixels, got ragged rows") from None
+    if values.ndim == 1 and values.size == PIXEL_COUNT:
+        values = values.reshape(1, PIXEL_COUNT)
+    if values.ndim != 2 or values.shape[1] != PIXEL_COUNT:
+        raise PixelError(f"expected rows of {PIXEL_COUNT} pixels, got shape {values.shape}")
+    if values.shape[0] == 0:
+        raise PixelError("no rows to predict")
+    if values.dtype.kind not in "iuf":
+        raise PixelError("pixels must be integers 0-255, got non-numeric values")
+    if not np.isfinite(values).all() or not np.array_equal(values, np.round(values)):
+        raise PixelError("pixels must be integers 0-255")
+    if first_out_of_range(values, list(PIXEL_COLUMNS)) is not None:
+        raise PixelError(f"pixels must be within 0-255, got {values.min()}..{values.max()}")
+    return values.astype(np.uint8)
 
 
 def _read_header(path: Path) -> list[str]:
@@ -146,12 +187,10 @@ def _fast_read(path: Path, header: list[str]) -> npt.NDArray[np.int32]:
 
 
 def _check_ranges(path: Path, header: list[str], values: npt.NDArray[np.int32]) -> None:
-    lows = np.array([_value_range(name)[0] for name in header])
-    highs = np.array([_value_range(name)[1] for name in header])
-    outside = (values < lows) | (values > highs)
-    if outside.any():
-        row, column = (int(index) for index in np.argwhere(outside)[0])
-        low, high = lows[column], highs[column]
+    found = first_out_of_range(values, header)
+    if found is not None:
+        row, column = found
+        low, high = _value_range(header[column])
         raise UserError(
             f"{path}:{row + 2}: column '{header[column]}': {values[row, column]} "
             f"is outside {low}-{high}"

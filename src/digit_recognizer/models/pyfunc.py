@@ -17,7 +17,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from digit_recognizer.data.kaggle_csv import PIXEL_COLUMNS, PIXEL_COUNT
+from digit_recognizer.data.kaggle_csv import PIXEL_COLUMNS, PIXEL_COUNT, validated_pixels
 from digit_recognizer.models.architectures import CLASS_COUNT, IMAGE_SHAPE
 from digit_recognizer.models.fitting import model_input
 
@@ -35,20 +35,7 @@ def pixels_from(rows: Any) -> npt.NDArray[np.uint8]:
                 f"{' and more' if len(missing) > 3 else ''}"
             )
         rows = rows[list(PIXEL_COLUMNS)]
-    values = np.asarray(rows)
-    if values.ndim == 1 and values.size == PIXEL_COUNT:
-        values = values.reshape(1, PIXEL_COUNT)
-    if values.ndim != 2 or values.shape[1] != PIXEL_COUNT:
-        raise ValueError(f"expected rows of {PIXEL_COUNT} pixels, got shape {values.shape}")
-    if values.shape[0] == 0:
-        raise ValueError("no rows to predict")
-    if not np.issubdtype(values.dtype, np.number):
-        raise ValueError("pixels must be integers 0-255, got non-numeric values")
-    if not np.isfinite(values).all() or not np.array_equal(values, np.round(values)):
-        raise ValueError("pixels must be integers 0-255")
-    if values.min() < 0 or values.max() > 255:
-        raise ValueError(f"pixels must be within 0-255, got {values.min()}..{values.max()}")
-    return values.astype(np.uint8)
+    return validated_pixels(rows)
 
 
 ProbabilityFunction = Callable[[npt.NDArray[np.uint8]], npt.NDArray[np.float32]]

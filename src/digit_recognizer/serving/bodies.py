@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from digit_recognizer.data.kaggle_csv import PIXEL_COLUMNS
+from digit_recognizer.data.kaggle_csv import PIXEL_COLUMNS, PixelError, validated_pixels
 from digit_recognizer.data.pictures import PICTURE_TYPES, PictureError, PictureLimits, read_picture
 
 ROW_TYPES = ("application/json", "text/csv")
@@ -26,19 +26,13 @@ class BadRequest(ValueError):
 
 
 def integer_pixels(rows: Any) -> npt.NDArray[np.int64]:
-    """Rows as the signature's integer tensor. Non-integer pixels are refused rather than cast
-    (MLflow's JSON parser casts to the signature's dtype, turning 0.5 into 0 without a word)."""
+    """Rows as the signature's integer tensor, checked as the model checks them. Non-integer
+    pixels are refused rather than cast (MLflow's JSON parser casts to the signature's dtype,
+    turning 0.5 into 0 without a word)."""
     try:
-        values = np.asarray(rows)
-    except (ValueError, RecursionError):  # ragged or absurdly nested rows
-        raise BadRequest("every row must have 784 pixels") from None
-    if values.dtype.kind not in "iuf":
-        raise BadRequest("pixels must be integers 0-255, got non-numeric values")
-    if values.dtype.kind == "f" and not (
-        np.isfinite(values).all() and np.array_equal(values, np.round(values))
-    ):
-        raise BadRequest("pixels must be integers 0-255")
-    return values.astype(np.int64)
+        return validated_pixels(rows).astype(np.int64)
+    except PixelError as error:
+        raise BadRequest(str(error)) from None
 
 
 def _csv_rows(body: bytes) -> tuple[list[str], Any]:
