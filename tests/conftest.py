@@ -16,6 +16,17 @@ from digit_recognizer.data.dvc_files import directory_md5
 from digit_recognizer.data.kaggle_csv import IMAGE_SIDE, DigitTable, write_digits_csv
 
 REPOSITORY = Path(__file__).resolve().parents[1]
+# Tests live in a folder per what they guard; each folder's tests carry its marker, so
+# `pytest -m data` (or `-m "not team"`) picks a group. Slow tests are marked `slow` besides.
+GROUPS = ("code", "data", "model", "e2e", "team")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        group = item.path.parent.name
+        if group not in GROUPS:
+            raise pytest.UsageError(f"{item.nodeid}: a test belongs in one of tests/{GROUPS}")
+        item.add_marker(group)
 
 
 def free_port() -> int:

@@ -16,7 +16,7 @@ from digit_recognizer.team.server import _existing_database
 from digit_recognizer.team.state import StatePaths, check_exposure, tracking_uri_of
 from digit_recognizer.team.tls import server_certificate
 from digit_recognizer.team.users import AUTHORITY_EXPANSION, write_client_settings
-from tests.test_team_server import sourced
+from tests.team.test_team_server import sourced
 
 
 def test_users_are_told_the_address_they_reach_never_a_wildcard() -> None:

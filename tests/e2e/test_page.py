@@ -25,7 +25,7 @@ from digit_recognizer.config import MlflowConfig
 from digit_recognizer.data.pictures import PictureLimits, read_picture
 from digit_recognizer.stages.train import register_keras_model
 from tests.conftest import free_port
-from tests.test_serving import DIGITS, serve_params, start, stop
+from tests.e2e.test_serving import DIGITS, serve_params, start, stop
 
 CHROMIUM = shutil.which("chromium")
 LINE_WIDTH = 24  # the page's pen on its 280 x 280 canvas

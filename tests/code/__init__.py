@@ -1,0 +1,2 @@
+"""Tests of the code itself: configuration, the command line, the declared dependencies of
+each stage, tracking and the promotion lock."""

@@ -1,0 +1,1 @@
+"""Tests of the data contracts: the Kaggle CSV, pictures, sources, splits and their lineage."""

@@ -1,0 +1,1 @@
+"""Tests of model behaviour: builders, fitting, calibration, training, search, scores."""
