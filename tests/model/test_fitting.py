@@ -120,3 +120,7 @@ def test_a_label_smoothed_model_is_saved_as_a_plain_classifier(tmp_path: Path) -
     loaded = keras.models.load_model(path)
     images = model_input(synthetic_digits(per_class=1, seed=5).images)
     assert np.allclose(np.asarray(loaded(images)), np.asarray(smoothed(images)), atol=1e-6)
+    # and the trained network itself, smoothed loss and all, loads with plain load_model
+    smoothed.save(tmp_path / "smoothed.keras")
+    reloaded = keras.models.load_model(tmp_path / "smoothed.keras")
+    assert np.allclose(np.asarray(reloaded(images)), np.asarray(smoothed(images)), atol=1e-6)

@@ -14,6 +14,7 @@ from digit_recognizer.models.architectures import (
     CnnHyperparameters,
     build_model,
     training_loss,
+    training_targets,
 )
 from digit_recognizer.models.fitting import model_input
 from digit_recognizer.models.hypermodel import make_hypermodel
@@ -59,7 +60,9 @@ def test_label_smoothing_spreads_the_target_over_every_class() -> None:
     targets = np.full((2, 10), smoothing / 10)
     targets[[0, 1], labels] += 1 - smoothing
     expected = float(np.mean(-(targets * np.log(probabilities)).sum(axis=1)))
-    smoothed = float(np.mean(training_loss(smoothing)(labels, probabilities)))
+    smoothed = float(
+        np.mean(training_loss(smoothing)(training_targets(labels, smoothing), probabilities))
+    )
     assert smoothed == pytest.approx(expected, rel=1e-4)
     assert training_loss(0.0) == "sparse_categorical_crossentropy"
     model = build_model(AnnHyperparameters(units=8, hidden_layers=1), label_smoothing=smoothing)

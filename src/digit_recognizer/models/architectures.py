@@ -7,6 +7,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
+import numpy as np
+import numpy.typing as npt
+
 if TYPE_CHECKING:
     import keras
 
@@ -105,21 +108,21 @@ def _cnn_body(inputs: Any, hyperparameters: CnnHyperparameters) -> Any:
 
 
 def training_loss(label_smoothing: float = 0.0) -> Any:
-    """Cross-entropy on integer labels; above 0, each target puts ``label_smoothing`` of its
-    weight evenly on all classes (Keras' sparse loss has no such option)."""
+    """Cross-entropy: on integer labels when plain; above 0, Keras' own class on one-hot
+    targets (:func:`training_targets`), each putting ``label_smoothing`` of its weight evenly
+    on all classes. Either serialises with the model, so any Keras loads it."""
     import keras
-    from keras import ops
 
     if label_smoothing == 0.0:
         return "sparse_categorical_crossentropy"
+    return keras.losses.CategoricalCrossentropy(label_smoothing=label_smoothing)
 
-    def smoothed_sparse_crossentropy(labels: Any, probabilities: Any) -> Any:
-        targets = ops.one_hot(ops.cast(ops.reshape(labels, (-1,)), "int32"), CLASS_COUNT)
-        return keras.losses.categorical_crossentropy(
-            targets, probabilities, label_smoothing=label_smoothing
-        )
 
-    return smoothed_sparse_crossentropy
+def training_targets(labels: npt.NDArray[np.uint8], label_smoothing: float) -> npt.NDArray[Any]:
+    """What :func:`training_loss` takes: the labels, or one-hot rows for a smoothed loss."""
+    if label_smoothing == 0.0:
+        return labels
+    return np.eye(CLASS_COUNT, dtype=np.float32)[labels]
 
 
 # The last layer of every network: its logits are what calibration divides (calibration.py).
@@ -132,7 +135,7 @@ def build_model(
     """Build and compile the model that ``hyperparameters`` describe (ANN or CNN), in the
     current Keras dtype policy (see models/precision.py); ``name`` defaults to the family.
     The loss is :func:`training_loss`; a trained network is saved as an ``inference_copy``
-    (models/precision.py), which names only Keras' own loss."""
+    (models/precision.py), in float32 whatever the policy it trained in."""
     import keras
     from keras import layers
 

@@ -93,7 +93,7 @@ def augment(images: Any, seed: Any, augmentation: Augmentation) -> Any:
 
 def training_batches(
     images: npt.NDArray[np.uint8],
-    labels: npt.NDArray[np.uint8],
+    labels: npt.NDArray[Any],  # integer labels, or one-hot targets for a smoothed loss
     batch_size: int,
     seed: int,
     augmentation: Augmentation | None = None,

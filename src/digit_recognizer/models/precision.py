@@ -83,8 +83,8 @@ def use_precision(choice: PrecisionChoice) -> None:
 
 def inference_copy(model: keras.Model, hyperparameters: Hyperparameters) -> keras.Model:
     """The same trained weights in a float32 model compiled with the plain loss: what is saved,
-    evaluated and served. A saved model then names no training-only loss (label smoothing's is
-    a local function), so any Keras loads it, an ensemble's members included."""
+    evaluated and served, whatever precision policy the network trained in (bfloat16 where the
+    CPU has AMX), an ensemble's members included."""
     import keras
 
     keras.mixed_precision.set_global_policy("float32")

@@ -11,6 +11,7 @@ import numpy as np
 
 from digit_recognizer.config import Family, TrainFamilyConfig
 from digit_recognizer.data.kaggle_csv import DigitTable
+from digit_recognizer.models.architectures import training_targets
 from digit_recognizer.models.calibration import Calibration, calibrate, fold_temperature
 from digit_recognizer.models.fitting import (
     EPOCH_METRICS,
@@ -94,13 +95,20 @@ def fit_member(
     """Fit one network; return its per-epoch metrics."""
     import keras
 
-    assert train.labels is not None
+    assert train.labels is not None and validation.labels is not None
     fit = model.fit(
         training_batches(
-            train.images, train.labels, config.batch_size, seed, training_augmentation(config)
+            train.images,
+            training_targets(train.labels, config.label_smoothing),
+            config.batch_size,
+            seed,
+            training_augmentation(config),
         ),
         steps_per_epoch=steps_per_epoch(len(train), config.batch_size, config.min_steps_per_epoch),
-        validation_data=(model_input(validation.images), validation.labels),
+        validation_data=(
+            model_input(validation.images),
+            training_targets(validation.labels, config.label_smoothing),
+        ),
         validation_batch_size=VALIDATION_BATCH_SIZE,
         shuffle=False,  # the batches are shuffled already (Keras warns otherwise)
         epochs=config.max_epochs,
