@@ -4,7 +4,6 @@ on. Called once by the CLI before a command runs; nothing happens at import time
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
 import sys
 import warnings
@@ -19,15 +18,6 @@ _IGNORED_WARNINGS = (
 )
 
 
-class _DropMessages(logging.Filter):
-    def __init__(self, *fragments: str) -> None:
-        super().__init__()
-        self.fragments = fragments
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not any(fragment in record.getMessage() for fragment in self.fragments)
-
-
 def quiet_libraries() -> None:
     """Library chatter off; real warnings and errors still reach the user."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TensorFlow C++ info and warnings
@@ -38,8 +28,6 @@ def quiet_libraries() -> None:
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
     for message in _IGNORED_WARNINGS:
         warnings.filterwarnings("ignore", message=message)
-    # The project's pyfunc is a class we ship in code_paths; MLflow warns about every such one.
-    logging.getLogger("mlflow.pyfunc").addFilter(_DropMessages("Passing a Python object"))
 
 
 @contextlib.contextmanager

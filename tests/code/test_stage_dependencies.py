@@ -58,6 +58,19 @@ def imported_modules(roots: Sequence[ast.AST]) -> set[str]:
     return {name for name in found if module_file(name) is not None}
 
 
+def named_files(tree: ast.Module, path: Path) -> list[str]:
+    """Source files beside ``path`` that it names as strings (``"pyfunc_code.py"``): code run
+    by another program (MLflow loads the pyfunc from such a file), not imported."""
+    return [
+        node.value
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Constant)
+        and isinstance(node.value, str)
+        and node.value.endswith(".py")
+        and (path.parent / node.value).is_file()
+    ]
+
+
 def import_closure(start: set[str]) -> set[Path]:
     """Files of every package module reachable from ``start`` (package markers left out)."""
     seen: set[str] = set()
@@ -69,7 +82,9 @@ def import_closure(start: set[str]) -> set[Path]:
         seen.add(name)
         path = module_file(name)
         assert path is not None
-        pending.extend(imported_modules([ast.parse(path.read_text())]))
+        tree = ast.parse(path.read_text())
+        pending.extend(imported_modules([tree]))
+        pending.extend(f"{name.rpartition('.')[0]}.{code[:-3]}" for code in named_files(tree, path))
     files = {module_file(name) for name in seen}
     return {path for path in files if path is not None and not is_package_marker(path)}
 
@@ -118,6 +133,11 @@ def test_every_imported_module_is_a_stage_dependency(stage: str) -> None:
 def test_the_checker_sees_function_level_imports() -> None:
     # the evaluate stage imports models/pyfunc.py only inside run_evaluate
     assert SOURCE / PACKAGE / "models" / "pyfunc.py" in stage_closure("evaluate")
+
+
+def test_the_checker_sees_code_run_from_a_named_file() -> None:
+    # MLflow runs models/pyfunc_code.py when a version loads; train logs it by file name
+    assert SOURCE / PACKAGE / "models" / "pyfunc_code.py" in stage_closure("train")
 
 
 def test_the_checker_counts_a_package_init_with_code() -> None:

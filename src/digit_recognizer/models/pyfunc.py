@@ -10,6 +10,7 @@ into HTTP 400 with the message, never a 500.
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import mlflow.pyfunc
@@ -22,6 +23,8 @@ from digit_recognizer.models.architectures import CLASS_COUNT, IMAGE_SHAPE
 from digit_recognizer.models.fitting import model_input
 
 CHUNK_ROWS = 256
+# What MLflow logs and runs for a version (models-from-code); it builds DigitClassifier.
+MODEL_CODE = Path(__file__).with_name("pyfunc_code.py")
 PROBABILITY_COLUMNS = tuple(f"prob_{digit}" for digit in range(CLASS_COUNT))
 
 

@@ -58,10 +58,10 @@ def register_keras_model(
     keras_path: Path, registered_name: str, tags: dict[str, str]
 ) -> tracking.LoggedModel:
     """Register a saved Keras model as a new version of the Kaggle-row pyfunc."""
-    from digit_recognizer.models.pyfunc import DigitClassifier, signature
+    from digit_recognizer.models.pyfunc import MODEL_CODE, signature
 
     return tracking.log_and_register_model(
-        keras_path, registered_name, tags, DigitClassifier(), signature()
+        keras_path, registered_name, tags, MODEL_CODE, signature()
     )
 
 

@@ -21,11 +21,11 @@ def log_and_register_model(
     keras_path: Path,
     registered_name: str,
     tags: Mapping[str, str],
-    python_model: Any,
+    model_code: Path,
     signature: Any,
 ) -> LoggedModel:
-    """Log ``python_model`` (the Kaggle-row pyfunc) around a saved Keras model and register a
-    new version."""
+    """Log the pyfunc that ``model_code`` builds (models-from-code: the file is stored and run
+    at load, nothing pickled) around a saved Keras model, and register a new version."""
     import mlflow
 
     import digit_recognizer
@@ -33,7 +33,7 @@ def log_and_register_model(
     package_dir = Path(digit_recognizer.__file__).parent
     info = mlflow.pyfunc.log_model(
         name="model",
-        python_model=python_model,
+        python_model=str(model_code),
         artifacts={"keras_model": str(keras_path)},
         signature=signature,
         code_paths=[str(package_dir)],  # the model loads without this project installed
