@@ -25,9 +25,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from digit_recognizer.config.environment import LOCK_URL_VARIABLE, environment
 from digit_recognizer.errors import UserError
 
-LOCK_URL_VARIABLE = "DIGITS_REGISTRY_LOCK_URL"
 LOCK_FILE = ".registry.lock"
 APPLICATION_PREFIX = "digits "  # how the lock's sessions name themselves to PostgreSQL
 LOCAL_SCHEMES = frozenset({"", "file", "sqlite"})  # stores that live on this machine
@@ -48,7 +48,7 @@ def redact(url: str) -> str:
 
 def holder_name() -> str:
     """Who takes a lock, as another waiting for it is told: user, machine and process."""
-    user = os.environ.get("MLFLOW_TRACKING_USERNAME") or getpass.getuser()
+    user = environment().tracking_username or getpass.getuser()
     return f"{user}@{socket.gethostname()} pid {os.getpid()}"
 
 
@@ -168,7 +168,7 @@ def registry_lock(
     root: Path, registered_model: str, tracking_uri: str, timeout: float
 ) -> Iterator[None]:
     """Serialise alias moves of ``registered_model`` among every client of the store."""
-    lock_url = os.environ.get(LOCK_URL_VARIABLE)
+    lock_url = environment().registry_lock_url
     if lock_url:
         with advisory_lock(lock_url, f"digit-recognizer/registry/{registered_model}", timeout):
             yield
@@ -186,5 +186,5 @@ def registry_lock(
 if __name__ == "__main__":
     lock_name, wait_seconds, holder = sys.argv[1:4]
     sys.exit(
-        _hold_advisory_lock(os.environ[LOCK_URL_VARIABLE], lock_name, float(wait_seconds), holder)
+        _hold_advisory_lock(environment().registry_lock_url, lock_name, float(wait_seconds), holder)
     )

@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from digit_recognizer.config.environment import LOCK_URL_VARIABLE
 from digit_recognizer.errors import UserError
-from digit_recognizer.locks import LOCK_URL_VARIABLE, advisory_key, redact, registry_lock
+from digit_recognizer.locks import advisory_key, redact, registry_lock
 
 
 def test_a_shared_store_without_the_team_lock_refuses_to_promote(

@@ -27,7 +27,8 @@ from typing import Any
 import pytest
 import yaml
 
-from digit_recognizer.locks import LOCK_URL_VARIABLE, advisory_lock
+from digit_recognizer.config.environment import LOCK_URL_VARIABLE
+from digit_recognizer.locks import advisory_lock
 from tests.conftest import free_port
 from tests.pipeline_fixtures import STAGES, commit_all, git_copy_with_tiny_data, ran_stages, run
 from tests.registry_fixtures import register_candidate

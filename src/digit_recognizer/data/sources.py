@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from digit_recognizer.config.environment import environment
 from digit_recognizer.data.dvc_files import directory_md5, tracked_md5
 from digit_recognizer.data.kaggle_csv import (
     PIXEL_COUNT,
@@ -128,7 +129,7 @@ def mnist_from_wheel(wheel: Path) -> tuple[DigitTable, DigitTable]:
 
 def _kaggle_download(folder: Path) -> Path:
     has_token = (Path.home() / ".kaggle" / "kaggle.json").exists() or (
-        "KAGGLE_USERNAME" in os.environ and "KAGGLE_KEY" in os.environ
+        bool(environment().kaggle_username and environment().kaggle_key)
     )
     if not has_token:
         raise UserError(

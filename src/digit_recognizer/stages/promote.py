@@ -11,11 +11,11 @@ promotions, from one machine or several, serialise instead of losing history.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from digit_recognizer import tracking
 from digit_recognizer.config import Params
+from digit_recognizer.config.environment import environment
 from digit_recognizer.data.splits import split_path
 from digit_recognizer.errors import UserError
 from digit_recognizer.files import write_json
@@ -23,8 +23,6 @@ from digit_recognizer.locks import registry_lock
 from digit_recognizer.promotion.candidates import write_champion_submission
 from digit_recognizer.promotion.champion import CHAMPION, repair, roll_back
 from digit_recognizer.promotion.decision import PromotionReport, decide
-
-EXPERIMENT_VARIABLE = "DVC_EXP_NAME"  # set by `dvc exp run` for every stage it runs
 
 
 def _open_registry(params: Params, root: Path) -> tracking.Registry:
@@ -51,7 +49,7 @@ def promote(
         report = PromotionReport(
             "rejected", None, None, champion_version, champion_version, forced=force
         )
-        experiment = os.environ.get(EXPERIMENT_VARIABLE)
+        experiment = environment().dvc_experiment
         if version is None and not params.promote.enabled:
             report.decision, report.reason = "skipped", "promote.enabled is false in params.yaml"
         elif version is None and experiment and not params.promote.from_experiments:

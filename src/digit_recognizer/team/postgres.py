@@ -17,6 +17,7 @@ from pathlib import Path
 from urllib.parse import quote, unquote, urlsplit
 
 from digit_recognizer.config import TeamServerConfig
+from digit_recognizer.config.environment import POSTGRES_BIN_VARIABLE, environment
 from digit_recognizer.errors import UserError
 from digit_recognizer.files import write_private_text
 from digit_recognizer.locks import redact
@@ -24,7 +25,6 @@ from digit_recognizer.team.programs import run_program
 from digit_recognizer.team.state import StatePaths, ip_literal, is_wildcard
 from digit_recognizer.team.tls import ServerCertificate
 
-POSTGRES_BIN_VARIABLE = "DIGITS_POSTGRES_BIN"  # a folder holding initdb, pg_ctl, ...
 POSTGRES_SEARCH = "/usr/lib/postgresql/*/bin"  # Debian's layout, newest first
 POSTGRES_OWNER = "postgres"  # who runs the cluster when we are root
 SUPERUSER, DATABASE, LOCK_ROLE = "digits", "mlflow", "digits_lock"
@@ -32,7 +32,7 @@ LOOPBACK_NETWORKS = ("127.0.0.1/32", "::1/128")
 
 
 def postgres_bin() -> Path:
-    configured = os.environ.get(POSTGRES_BIN_VARIABLE)
+    configured = environment().postgres_bin
     candidates = [Path(configured)] if configured else []
     on_path = shutil.which("initdb")
     candidates += [Path(on_path).parent] if on_path else []

@@ -18,6 +18,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from digit_recognizer.config import MlflowConfig, TeamServerConfig
+from digit_recognizer.config.environment import LOCK_DATABASE_URL_VARIABLE, environment
 from digit_recognizer.errors import UserError
 from digit_recognizer.files import write_text
 from digit_recognizer.locks import redact
@@ -39,9 +40,6 @@ from digit_recognizer.team.state import (
 from digit_recognizer.team.tls import ServerCertificate, authority_of, server_certificate
 from digit_recognizer.team.users import AUTHORITY_EXPANSION, add_user, write_client_settings
 
-DATABASE_URL_VARIABLE = "DIGITS_SERVER_DATABASE_URL"
-LOCK_DATABASE_URL_VARIABLE = "DIGITS_SERVER_LOCK_DATABASE_URL"
-
 
 @dataclass(frozen=True)
 class ServerInfo:
@@ -61,10 +59,10 @@ class Databases:
 
 def _existing_database(config: TeamServerConfig) -> tuple[str, str] | None:
     """(store URL, lock URL) of an existing database, or None for our own cluster."""
-    store = os.environ.get(DATABASE_URL_VARIABLE) or config.database_url
+    store = environment().server_database_url or config.database_url
     if not store:
         return None
-    lock = os.environ.get(LOCK_DATABASE_URL_VARIABLE) or config.lock_database_url
+    lock = environment().server_lock_database_url or config.lock_database_url
     store_parts, lock_parts = urlsplit(store), urlsplit(lock)
     if not lock or (lock_parts.username, lock_parts.hostname, lock_parts.port) == (
         store_parts.username,
@@ -158,7 +156,7 @@ def status(config: TeamServerConfig, root: Path) -> list[str]:
         if pid
         else f"mlflow server: stopped ({tracking_uri})"
     ]
-    if os.environ.get(DATABASE_URL_VARIABLE) or config.database_url:
+    if environment().server_database_url or config.database_url:
         lines.append("database: external (server.database_url)")
     else:
         running = "running" if postgres.cluster_running(paths) else "stopped"

@@ -10,9 +10,9 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from digit_recognizer.config import MlflowConfig
+from digit_recognizer.config.environment import LOCK_URL_VARIABLE
 from digit_recognizer.errors import UserError
 from digit_recognizer.files import write_private_text
-from digit_recognizer.locks import LOCK_URL_VARIABLE
 from digit_recognizer.team.state import ADMIN_USER, Permission
 from digit_recognizer.tracking import Registry, Store, activate
 

@@ -39,7 +39,6 @@ from digit_recognizer.tracking.runs import (
     set_tags,
 )
 from digit_recognizer.tracking.store import (
-    TRACKING_URI_VARIABLE,
     Store,
     activate,
     project_root,
@@ -54,7 +53,6 @@ __all__ = [
     "PREDICTIONS_ARTIFACT",
     "PROCESS_TAG",
     "ROBUSTNESS_PREDICTIONS_ARTIFACT",
-    "TRACKING_URI_VARIABLE",
     "ChildRuns",
     "LoggedModel",
     "Registry",

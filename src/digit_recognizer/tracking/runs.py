@@ -10,6 +10,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from digit_recognizer.config.environment import environment
 from digit_recognizer.tracking.store import Store, activate
 
 HOST_TAG = "host"
@@ -36,8 +37,8 @@ def lineage_tags(root: Path, data_md5: str | None) -> dict[str, str]:
     candidates = {
         "git_commit": git_commit(root),
         "data_md5": data_md5,
-        "dvc_stage": os.environ.get("DVC_STAGE"),
-        "dvc_experiment": os.environ.get("DVC_EXP_NAME"),
+        "dvc_stage": environment().dvc_stage,
+        "dvc_experiment": environment().dvc_experiment,
     }
     return {key: value for key, value in candidates.items() if value}
 

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from digit_recognizer.config import MlflowConfig
+from digit_recognizer.config.environment import environment
 
-TRACKING_URI_VARIABLE = "MLFLOW_TRACKING_URI"
 # MLflow 3 opens an experiment on its GenAI overview unless it is marked as model training.
 EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
 EXPERIMENT_KIND = "custom_model_development"
@@ -40,7 +40,7 @@ def default_tracking_uri(root: Path) -> str:
 
 
 def tracking_uri(root: Path) -> str:
-    return os.environ.get(TRACKING_URI_VARIABLE) or default_tracking_uri(root)
+    return environment().tracking_uri or default_tracking_uri(root)
 
 
 @dataclass(frozen=True)
@@ -72,7 +72,7 @@ def unreachable_server(error: BaseException) -> str | None:
     if not any(sign in text for sign in _UNREACHABLE_SIGNS):
         return None
     reason = "connection refused" if "refused" in text.lower() else "no answer"
-    uri = os.environ.get(TRACKING_URI_VARIABLE, "the tracking server")
+    uri = environment().tracking_uri or "the tracking server"
     return (
         f"MLflow tracking server {uri} unreachable ({reason}); start it (digits server start) "
         "or check MLFLOW_TRACKING_URI, then run this again: a run left RUNNING is closed then"
