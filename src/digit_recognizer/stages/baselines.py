@@ -35,11 +35,7 @@ def run_baselines(params: Params, root: Path) -> list[BaselineResult]:
     store = tracking.Store.for_project(params.mlflow, root)
     results = []
     for name in BASELINES:
-        tags = {
-            "stage": "baselines",
-            "family": name,
-            **tracking.lineage_tags(root, prepared_data_md5(params.paths)),
-        }
+        tags = tracking.lineage_tags(root, prepared_data_md5(params.paths), "baselines", name)
         with tracking.run(store, f"baseline-{name}", tags) as run_id:
             estimator, settings, validation_accuracy, fit_seconds = fit_best(
                 name,

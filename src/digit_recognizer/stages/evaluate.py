@@ -50,11 +50,7 @@ def run_evaluate(params: Params, family: Family, root: Path) -> Evaluation:
         return probabilities
 
     store = tracking.Store.for_project(params.mlflow, root)
-    tags = {
-        "stage": "evaluate",
-        "family": family,
-        **tracking.lineage_tags(root, prepared_data_md5(params.paths)),
-    }
+    tags = tracking.lineage_tags(root, prepared_data_md5(params.paths), "evaluate", family)
     # Its own run, nested under the training run: a failed evaluation never marks training
     # FAILED, and the UI shows the scores beside the run that produced the model.
     with tracking.run(

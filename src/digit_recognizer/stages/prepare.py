@@ -63,7 +63,7 @@ def run_prepare(params: Params, root: Path) -> PrepareResult:
     rows = {name: len(table) for name, table in splits.items()}
     store = tracking.Store.for_project(params.mlflow, root)
     with tracking.run(
-        store, "prepare", {"stage": "prepare", **tracking.lineage_tags(root, lineage.data_md5)}
+        store, "prepare", tracking.lineage_tags(root, lineage.data_md5, "prepare")
     ) as run_id:
         tracking.log_params(
             {

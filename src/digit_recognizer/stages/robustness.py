@@ -37,7 +37,7 @@ def run_robustness(params: Params, root: Path) -> RobustnessResult:
     save_robustness_set(paths.robustness_set, robustness)
     plot_examples(source, params.seed, paths.robustness_examples)
     store = tracking.Store.for_project(params.mlflow, root)
-    tags = {"stage": "robustness", **tracking.lineage_tags(root, prepared_data_md5(paths))}
+    tags = tracking.lineage_tags(root, prepared_data_md5(paths), "robustness")
     with tracking.run(store, "robustness", tags) as run_id:
         tracking.log_params(
             {"seed": params.seed, "evaluation_split": split, "kinds": ",".join(KINDS)}

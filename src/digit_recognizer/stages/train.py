@@ -79,11 +79,7 @@ def run_train(params: Params, family: Family, root: Path) -> TrainedModel:
     train, validation = load_split(prepared_dir, "train"), load_split(prepared_dir, "validation")
     precision, compute_params = announce_compute(params.compute.precision, f"train {family}")
 
-    tags = {
-        "stage": "train",
-        "family": family,
-        **tracking.lineage_tags(root, prepared_data_md5(paths)),
-    }
+    tags = tracking.lineage_tags(root, prepared_data_md5(paths), "train", family)
     store = tracking.Store.for_project(params.mlflow, root)
     with tracking.run(store, f"train-{family}", tags) as run_id:
         tracking.log_params(

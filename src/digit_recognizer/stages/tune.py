@@ -94,7 +94,10 @@ def run_tune(params: Params, family: Family, root: Path) -> TuneResult:
     with tracking.run(
         store,
         f"tune-{family}",
-        {**setup.tags, **tracking.lineage_tags(root, prepared_data_md5(params.paths))},
+        {
+            **tracking.lineage_tags(root, prepared_data_md5(params.paths), "tune", family),
+            **setup.tags,
+        },
         run_id=parent_id,
     ) as run_id:
         search_params = {

@@ -31,10 +31,15 @@ def git_commit(root: Path) -> str | None:
     return result.stdout.strip() or None
 
 
-def lineage_tags(root: Path, data_md5: str | None) -> dict[str, str]:
-    """Tags that tie a run to code, data (the DVC hash of the data actually read), the DVC
-    stage/experiment, and the process, so a run its process left RUNNING can be found."""
+def lineage_tags(
+    root: Path, data_md5: str | None, stage: str, family: str | None = None
+) -> dict[str, str]:
+    """Tags that tie a stage's run (of one family or baseline) to code, data (the DVC hash of
+    the data actually read) and the DVC stage/experiment; with ``stage`` and ``family``, a run
+    its process left RUNNING is found and closed (see :func:`run`)."""
     candidates = {
+        "stage": stage,
+        "family": family,
         "git_commit": git_commit(root),
         "data_md5": data_md5,
         "dvc_stage": environment().dvc_stage,
