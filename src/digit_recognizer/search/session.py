@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +27,13 @@ from digit_recognizer.models.fitting import (
 from digit_recognizer.models.precision import PrecisionChoice, announce_compute, use_precision
 from digit_recognizer.models.schedule import cosine_schedule
 from digit_recognizer.search.identity import search_fingerprint
-from digit_recognizer.search.roles import LOCAL_ORACLE_IP, ORACLE_IP_VARIABLE, SearchRole
+from digit_recognizer.search.roles import (
+    CHIEF_WAIT_SECONDS,
+    LOCAL_ORACLE_IP,
+    ORACLE_IP_VARIABLE,
+    SearchRole,
+    wait_for_search_run,
+)
 from digit_recognizer.search.tracked_tuner import OBJECTIVE, make_tuner
 from digit_recognizer.search.workarounds import first_failure, one_line
 
@@ -148,3 +155,26 @@ def run_search(
         runs.abort_open("KILLED")
         traceback.print_exc(limit=0)
         raise
+
+
+@dataclass(frozen=True)
+class WorkerResult:
+    family: Family
+    worker_id: str
+    trials_run: int
+    duration_seconds: float
+    parent_run_id: str
+
+
+def run_search_worker(params: Params, family: Family, root: Path, role: SearchRole) -> WorkerResult:
+    """One worker of a distributed search: trials from the chief's oracle, each a nested run
+    under the chief's search run. The chief writes the stage's outputs."""
+    setup = set_up_search(params, family, root, role)
+    parent_id = wait_for_search_run(setup.store, setup.tags, CHIEF_WAIT_SECONDS)
+    runs = tracking.ChildRuns(setup.store, parent_id, key_tag="trial_id")
+    started = time.monotonic()
+    tuner = build_tuner(params, family, setup, runs, role.tuner_id)
+    run_search(tuner, fit_arguments(params, family, setup), runs, family)
+    return WorkerResult(
+        family, role.tuner_id, runs.finished_count, time.monotonic() - started, parent_id
+    )

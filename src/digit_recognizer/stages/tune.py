@@ -22,11 +22,12 @@ from digit_recognizer.errors import UserError
 from digit_recognizer.files import write_json
 from digit_recognizer.models.hypermodel import choose_hyperparameters
 from digit_recognizer.search.identity import remove_other_searches
-from digit_recognizer.search.roles import CHIEF_WAIT_SECONDS, search_role, wait_for_search_run
+from digit_recognizer.search.roles import search_role
 from digit_recognizer.search.session import (
     build_tuner,
     fit_arguments,
     run_search,
+    run_search_worker,
     set_up_search,
 )
 from digit_recognizer.search.tracked_tuner import trial_records
@@ -50,30 +51,6 @@ class TuneResult:
     trials: list[TrialRecord]
     duration_seconds: float
     run_id: str
-
-
-@dataclass(frozen=True)
-class WorkerResult:
-    family: Family
-    worker_id: str
-    trials_run: int
-    duration_seconds: float
-    parent_run_id: str
-
-
-def run_search_worker(params: Params, family: Family, root: Path) -> WorkerResult:
-    """One worker of a distributed search: trials from the chief's oracle, each a nested run
-    under the chief's search run. The chief writes the stage's outputs."""
-    role = search_role(os.environ)
-    setup = set_up_search(params, family, root, role)
-    parent_id = wait_for_search_run(setup.store, setup.tags, CHIEF_WAIT_SECONDS)
-    runs = tracking.ChildRuns(setup.store, parent_id, key_tag="trial_id")
-    started = time.monotonic()
-    tuner = build_tuner(params, family, setup, runs, role.tuner_id)
-    run_search(tuner, fit_arguments(params, family, setup), runs, family)
-    return WorkerResult(
-        family, role.tuner_id, runs.finished_count, time.monotonic() - started, parent_id
-    )
 
 
 def run_tune(params: Params, family: Family, root: Path) -> TuneResult:
@@ -172,8 +149,9 @@ def run_tune(params: Params, family: Family, root: Path) -> TuneResult:
 
 def main(params: Params, family: Family) -> None:
     root = tracking.project_root()
-    if search_role(os.environ).is_worker:  # KERASTUNER_TUNER_ID names a worker
-        worker = run_search_worker(params, family, root)
+    role = search_role(os.environ)
+    if role.is_worker:  # KERASTUNER_TUNER_ID names a worker
+        worker = run_search_worker(params, family, root, role)
         print(
             f"tune {worker.family}: worker {worker.worker_id} finished {worker.trials_run} "
             f"trials in {worker.duration_seconds:.0f}s; the chief writes the results; "
