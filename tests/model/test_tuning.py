@@ -65,6 +65,7 @@ def test_search_logs_a_parent_with_one_nested_run_per_trial(project: Path) -> No
     assert Path("reports/tuning/ann_trials.csv").read_text().count("\n") == 3
 
 
+@pytest.mark.slow  # two whole searches, about 30 s
 def test_same_seed_gives_the_same_trials(project: Path) -> None:
     assert main(["prepare"]) == 0
     assert main(["tune", "cnn"]) == 0
