@@ -13,7 +13,7 @@ import numpy.typing as npt
 from digit_recognizer import tracking
 from digit_recognizer.config import FAMILIES, Params
 from digit_recognizer.data.kaggle_csv import DIGITS, DigitTable, write_submission
-from digit_recognizer.data.robustness import load_robustness_set, robust_accuracies
+from digit_recognizer.data.robustness import RobustnessSet, robust_accuracies
 from digit_recognizer.data.splits import (
     EvaluationSplit,
     SplitPredictions,
@@ -51,6 +51,7 @@ def version_scores(
     registry: tracking.Registry,
     record: tracking.VersionRecord,
     split: tuple[EvaluationSplit, DigitTable],
+    robustness: RobustnessSet,
 ) -> VersionScores:
     """Score a version on the evaluation split and on the robustness set."""
     table = split[1]
@@ -58,7 +59,6 @@ def version_scores(
     predicted, rescored = logged_or_predicted(
         params, registry, record, table, tracking.PREDICTIONS_ARTIFACT
     )
-    robustness = load_robustness_set(params.paths.robustness_set)
     robust_predicted, robust_rescored = logged_or_predicted(
         params, registry, record, robustness.table, tracking.ROBUSTNESS_PREDICTIONS_ARTIFACT
     )

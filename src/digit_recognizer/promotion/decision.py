@@ -17,6 +17,7 @@ from pathlib import Path
 
 from digit_recognizer import tracking
 from digit_recognizer.config import Params
+from digit_recognizer.data.robustness import load_robustness_set
 from digit_recognizer.data.splits import evaluation_split
 from digit_recognizer.errors import UserError
 from digit_recognizer.promotion.candidates import pipeline_candidates, version_scores
@@ -82,9 +83,11 @@ def decide(
             for record in pipeline_candidates(params, registry)
             if ROLLED_BACK_TAG not in record.tags  # a rerun does not undo a rollback
         ]
+    # what every version is scored on, read once
     split = evaluation_split(Path(params.paths.prepared_dir))
+    robustness = load_robustness_set(params.paths.robustness_set)
     report.evaluation_split = split[0]
-    candidates = [version_scores(params, registry, record, split) for record in records]
+    candidates = [version_scores(params, registry, record, split, robustness) for record in records]
     # Chosen on validation: the evaluation split only judges the choice.
     candidates.sort(key=lambda item: item.validation_accuracy or 0.0, reverse=True)
     report.candidates = [candidate.summary() for candidate in candidates]
@@ -97,7 +100,11 @@ def decide(
         report.reason = f"version {champion_version}, the validation pick, is already the champion"
         return
     champion_record = registry.version(champion_version) if champion_version else None
-    champion = version_scores(params, registry, champion_record, split) if champion_record else None
+    champion = (
+        version_scores(params, registry, champion_record, split, robustness)
+        if champion_record
+        else None
+    )
     if champion is not None:
         report.comparison = mcnemar(chosen.correct, champion.correct)
     report.gates = evaluate_gates(chosen, champion, report.comparison, params.promote)

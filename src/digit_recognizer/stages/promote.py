@@ -11,6 +11,8 @@ promotions, from one machine or several, serialise instead of losing history.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 
 from digit_recognizer import tracking
@@ -25,15 +27,18 @@ from digit_recognizer.promotion.champion import CHAMPION, repair, roll_back
 from digit_recognizer.promotion.decision import PromotionReport, decide
 
 
-def _open_registry(params: Params, root: Path) -> tracking.Registry:
+@contextlib.contextmanager
+def _champion_held(params: Params, root: Path) -> Iterator[tracking.Registry]:
+    """The registry under the promotion lock, a move a killed process left unfinished
+    carried out first (promotion/champion.repair)."""
     store = tracking.Store.for_project(params.mlflow, root)
     tracking.activate(store)
-    return tracking.Registry(store, params.mlflow.registered_model_name)
-
-
-def _say_repaired(repaired: str | None) -> None:
-    if repaired:
-        print(f"registry: {repaired}", flush=True)
+    registry = tracking.Registry(store, params.mlflow.registered_model_name)
+    with registry_lock(root, registry.name, store.uri, params.promote.lock_timeout_seconds):
+        repaired = repair(registry)
+        if repaired:
+            print(f"registry: {repaired}", flush=True)
+        yield registry
 
 
 def promote(
@@ -41,10 +46,7 @@ def promote(
 ) -> PromotionReport:
     """Move ``champion`` to the candidate chosen on validation (or to ``version``), gates
     permitting; then write the champion's submission for data/test.csv."""
-    registry = _open_registry(params, root)
-    store = registry.store
-    with registry_lock(root, registry.name, store.uri, params.promote.lock_timeout_seconds):
-        _say_repaired(repair(registry))
+    with _champion_held(params, root) as registry:
         champion_version = registry.alias(CHAMPION)
         report = PromotionReport(
             "rejected", None, None, champion_version, champion_version, forced=force
@@ -61,16 +63,13 @@ def promote(
         else:
             decide(params, registry, version, report)
         if report.champion_after:
-            write_champion_submission(params, store, report.champion_after)
+            write_champion_submission(params, registry.store, report.champion_after)
     return report
 
 
 def rollback(params: Params, root: Path) -> tuple[str, str]:
     """Move ``champion`` back to the previous champion; return (from, to)."""
-    registry = _open_registry(params, root)
-    store = registry.store
-    with registry_lock(root, registry.name, store.uri, params.promote.lock_timeout_seconds):
-        _say_repaired(repair(registry))
+    with _champion_held(params, root) as registry:
         current = registry.alias(CHAMPION)
         if current is None:
             raise UserError(f"registered model '{registry.name}' has no champion to roll back")
@@ -79,7 +78,7 @@ def rollback(params: Params, root: Path) -> tuple[str, str]:
             raise UserError(f"version {current} is the first champion; nothing to roll back to")
         previous = moved[1]
         if split_path(Path(params.paths.prepared_dir), "test").exists():
-            write_champion_submission(params, store, previous)
+            write_champion_submission(params, registry.store, previous)
     return current, previous
 
 

@@ -22,7 +22,7 @@ from digit_recognizer.errors import UserError
 from digit_recognizer.files import write_json
 from digit_recognizer.models.hypermodel import choose_hyperparameters
 from digit_recognizer.search.identity import remove_other_searches
-from digit_recognizer.search.roles import search_role
+from digit_recognizer.search.roles import SearchRole, search_role
 from digit_recognizer.search.session import (
     build_tuner,
     fit_arguments,
@@ -53,13 +53,12 @@ class TuneResult:
     run_id: str
 
 
-def run_tune(params: Params, family: Family, root: Path) -> TuneResult:
+def run_tune(params: Params, family: Family, root: Path, role: SearchRole) -> TuneResult:
     """Search one family's space; write best hyperparameters, a summary, trials table and chart.
 
     Alone, this process runs every trial; as the chief of a distributed search it holds the
     oracle while workers (``run_search_worker``) run the trials, then writes the same outputs.
     """
-    role = search_role(os.environ)
     setup = set_up_search(params, family, root, role)
     family_config = params.tune.family(family)
     budget = family_config.budget
@@ -158,7 +157,7 @@ def main(params: Params, family: Family) -> None:
             f"MLflow run {worker.parent_run_id}"
         )
         return
-    result = run_tune(params, family, root)
+    result = run_tune(params, family, root, role)
     print(
         f"tune {result.family}: best validation accuracy {result.best_score:.4f} with "
         f"{result.best_hyperparameters} ({len(result.trials)} trials, "
