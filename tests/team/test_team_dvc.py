@@ -55,6 +55,22 @@ def test_a_pulled_clone_is_up_to_date_and_repro_is_a_no_op(
     assert ran_stages(run(["dvc", "repro"], second, teammate)) == set()
 
 
+def run_queued_side_by_side(
+    folder: Path, environment: dict[str, str], epochs: tuple[int, int]
+) -> tuple[str, str]:
+    """Queue two MLP trainings and run them with two queue workers; their names."""
+    names = (f"ann-epochs-{epochs[0]}", f"ann-epochs-{epochs[1]}")
+    for epoch_count, name in zip(epochs, names, strict=True):
+        setting = f"train.ann.max_epochs={epoch_count}"
+        run(["dvc", "exp", "run", "--queue", "--name", name, "-S", setting], folder, environment)
+    run(["dvc", "queue", "start", "-j", "2"], folder, environment)
+    deadline = time.monotonic() + QUEUE_TIMEOUT_SECONDS
+    while not queue_finished(folder, environment):
+        assert time.monotonic() < deadline, run(["dvc", "queue", "status"], folder, environment)
+        time.sleep(2)
+    return names
+
+
 def queue_finished(folder: Path, environment: dict[str, str]) -> bool:
     status = run(["dvc", "queue", "status"], folder, environment)
     return not any(word in status for word in ("Queued", "Running"))
@@ -67,23 +83,40 @@ def runs_of_experiment(environment: dict[str, str], name: str) -> list[mlflow.en
     return client.search_runs([experiment.experiment_id], f"tags.dvc_experiment = '{name}'")
 
 
+def train_run(folder: Path, environment: dict[str, str], name: str) -> mlflow.entities.RunInfo:
+    """The MLflow run of an experiment's train stage (the experiment's log if there is none)."""
+    found = [
+        r.info for r in runs_of_experiment(environment, name) if r.data.tags["stage"] == "train"
+    ]
+    assert len(found) == 1, run(["dvc", "queue", "logs", name], folder, environment)
+    return found[0]
+
+
+def trained_side_by_side(folder: Path, environment: dict[str, str], names: tuple[str, str]) -> bool:
+    """Whether the two experiments' train stages overlapped in time."""
+    first, second = (train_run(folder, environment, name) for name in names)
+    return first.start_time < second.end_time and second.start_time < first.end_time
+
+
+def stage_output(log: str, stage: str) -> str:
+    """What one stage printed in a `dvc queue logs` text."""
+    return log.split(f"Running stage '{stage}'", 1)[1].split("Running stage", 1)[0]
+
+
 @pytest.mark.slow
 def test_queued_training_experiments_reuse_the_searches_and_share_the_cpus(
     reproduced: ReproducedProject, tmp_path: Path
 ) -> None:
-    # given two queued experiments that change only the MLP's training
+    # given two queued experiments that change only the MLP's training (tiny params train 2)
+    # when two queue workers run them side by side; DVC sometimes leaves the second worker
+    # idle or unstarted and runs both in one (treeverse/dvc#10562), so that is tried again
     first, environment = reproduced.folder, reproduced.environment
-    names = ("ann-epochs-3", "ann-epochs-4")
-    for epochs, name in zip((3, 4), names, strict=True):  # tiny params train 2
-        setting = f"train.ann.max_epochs={epochs}"
-        run(["dvc", "exp", "run", "--queue", "--name", name, "-S", setting], first, environment)
-
-    # when two queue workers run them side by side
-    run(["dvc", "queue", "start", "-j", "2"], first, environment)
-    deadline = time.monotonic() + QUEUE_TIMEOUT_SECONDS
-    while not queue_finished(first, environment):
-        assert time.monotonic() < deadline, run(["dvc", "queue", "status"], first, environment)
-        time.sleep(2)
+    attempts = [run_queued_side_by_side(first, environment, (3, 4))]
+    while not trained_side_by_side(first, environment, attempts[-1]) and len(attempts) < 3:
+        more_epochs = (3 + 2 * len(attempts), 4 + 2 * len(attempts))  # new experiments
+        attempts.append(run_queued_side_by_side(first, environment, more_epochs))
+    names = attempts[-1]
+    assert trained_side_by_side(first, environment, names), f"DVC never ran two workers: {attempts}"
 
     # then both succeeded without running either search: only the MLP's stages and what reads
     # them ran, and their runs carry the experiment's name in the project's MLflow store
@@ -94,10 +127,10 @@ def test_queued_training_experiments_reuse_the_searches_and_share_the_cpus(
             "train",
             "evaluate",
         }
-    # and each stage took a share of the CPUs while the other worker ran
-    every_log = "".join(run(["dvc", "queue", "logs", name], first, environment) for name in names)
-    if len(os.sched_getaffinity(0)) > 1:
-        assert "shared by 2 queue workers" in every_log, every_log
+        # and the training took a share of the CPUs while the other worker ran
+        if len(os.sched_getaffinity(0)) > 1:
+            training = stage_output(logs, "train@ann")
+            assert "shared by 2 queue workers" in training, training
 
     # and the experiments travel to a teammate through the git remote
     run(["dvc", "exp", "push", "origin", *names], first, environment)
