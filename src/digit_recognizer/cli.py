@@ -23,7 +23,9 @@ if TYPE_CHECKING:
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
 # Commands that load Keras models; TensorFlow is imported once, quietly, before they run.
-TENSORFLOW_COMMANDS = frozenset({"tune", "train", "evaluate", "promote", "rollback", "predict"})
+TENSORFLOW_COMMANDS = frozenset(
+    {"tune", "train", "evaluate", "promote", "rollback", "predict", "monitor"}
+)
 # Stages that keep the CPUs busy; their thread budget (compute.threads) is set before any
 # numeric library loads.
 COMPUTE_COMMANDS = frozenset({"tune", "train", "evaluate", "baselines"})
@@ -135,6 +137,33 @@ def _predict(arguments: argparse.Namespace, params: Params) -> None:
     print(f"predict: {rows} predictions written to {arguments.output}")
 
 
+def _monitor(arguments: argparse.Namespace, params: Params) -> int:
+    from digit_recognizer.monitoring.commands import EXIT_ALERT, monitor
+    from digit_recognizer.tracking import project_root
+
+    root = project_root()
+    output = arguments.output or root / params.monitoring.log_dir / "report"
+    report = monitor(params, root, since=arguments.since, last=arguments.last, output_dir=output)
+    print(report.summary())
+    print(f"monitor: report in {output / 'monitor.html'}")
+    return EXIT_ALERT if report.alerts else 0
+
+
+def _feedback(arguments: argparse.Namespace, params: Params) -> None:
+    from digit_recognizer.monitoring.commands import add_feedback, export_feedback
+    from digit_recognizer.tracking import project_root
+
+    if arguments.action == "add":
+        if arguments.input is None:
+            raise UserError("feedback add needs --input FILE (a CSV of prediction_id,label)")
+        added = add_feedback(params, project_root(), arguments.input)
+        print(f"feedback: {added} correction(s) added from {arguments.input}")
+        return
+    output = arguments.output or params.paths.feedback_csv
+    exported = export_feedback(params, project_root(), output)
+    print(f"feedback: {exported} labelled picture(s) written to {output}")
+
+
 def _server(arguments: argparse.Namespace, params: Params) -> None:
     from digit_recognizer.team.actions import server_action
 
@@ -227,6 +256,31 @@ def build_parser() -> argparse.ArgumentParser:
     )
     server.set_defaults(handler=_server)
 
+    monitor = commands.add_parser(
+        "monitor", help="compare served answers with the reference; exit 3 on an alert"
+    )
+    window = monitor.add_mutually_exclusive_group()
+    window.add_argument("--since", help="records since a duration ago (24h, 7d) or an ISO time")
+    window.add_argument(
+        "--last", type=int, help="the newest N records (default: monitoring.window_rows)"
+    )
+    monitor.add_argument(
+        "--output",
+        type=Path,
+        help="folder for monitor.html and monitor.png (default: <monitoring.log_dir>/report)",
+    )
+    monitor.set_defaults(handler=_monitor)
+
+    feedback = commands.add_parser(
+        "feedback", help="people's corrections: add a CSV of them, or export the labelled data"
+    )
+    feedback.add_argument("action", choices=("add", "export"))
+    feedback.add_argument("--input", type=Path, help="add: a CSV of prediction_id,label")
+    feedback.add_argument(
+        "--output", type=Path, help="export: the Kaggle-layout CSV (default: paths.feedback_csv)"
+    )
+    feedback.set_defaults(handler=_feedback)
+
     predict = commands.add_parser("predict", help="batch prediction to a Kaggle submission")
     predict.add_argument(
         "--input",
@@ -269,7 +323,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     arguments = build_parser().parse_args(argv)
     quiet_libraries()
-    handler: Callable[[argparse.Namespace, Params], None] = arguments.handler
+    # a handler returns its exit status, or None for success
+    handler: Callable[[argparse.Namespace, Params], int | None] = arguments.handler
     signal.signal(signal.SIGTERM, _terminate)
     try:
         params = load_params(arguments.params)
@@ -277,7 +332,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             _use_thread_budget(arguments.command, params)
         if arguments.command in TENSORFLOW_COMMANDS:
             import_tensorflow_quietly()
-        handler(arguments, params)
+        status = handler(arguments, params)
     except UserError as error:
         print(f"digits {arguments.command}: error: {error}", file=sys.stderr)
         return EXIT_USER_ERROR
@@ -292,7 +347,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"digits {arguments.command}: error: {message}", file=sys.stderr)
         return EXIT_USER_ERROR
-    return 0
+    return status or 0
 
 
 if __name__ == "__main__":

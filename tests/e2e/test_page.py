@@ -21,8 +21,9 @@ from PIL import Image, ImageDraw
 
 from digit_recognizer import tracking
 from digit_recognizer.cli import main
-from digit_recognizer.config import MlflowConfig
+from digit_recognizer.config import MlflowConfig, load_params
 from digit_recognizer.data.pictures import PictureLimits, read_picture
+from digit_recognizer.monitoring.log import PredictionLog, log_url
 from digit_recognizer.stages.train import register_keras_model
 from tests.conftest import free_port
 from tests.e2e.test_serving import DIGITS, serve_params, start, stop
@@ -35,6 +36,10 @@ STROKES = {
     7: [[(60, 50), (210, 50), (110, 240)]],
     0: [[(140, 40), (200, 90), (205, 180), (140, 240), (80, 180), (75, 90), (140, 40)]],
 }
+
+
+# What the person answers to each drawn digit's reading: "Right", or the digit it really is.
+CORRECTIONS = {0: 6}
 
 
 def template(strokes: list[list[tuple[int, int]]]) -> np.ndarray:
@@ -130,9 +135,23 @@ def test_digits_drawn_with_the_mouse_are_read_and_the_version_is_shown(page_url:
             assert max(seen[0::4]) == 255, "the 28 x 28 frame the model saw is drawn"
             latencies.append(float(page.locator("body").get_attribute("data-latency-ms") or 0))
             assert int(page.locator("body").get_attribute("data-answered") or 0) >= answered
+            # and the person says whether it was right: "Right", or "Wrong, it is: N"
+            expect(page.locator("#feedback")).to_be_visible()
+            said = CORRECTIONS.get(digit, digit)
+            if said == digit:
+                page.click("#right")
+            else:
+                page.click(f"#digits button[data-digit='{said}']")
+            expect(page.locator("#thanks")).to_have_text(f"Thank you: kept as a {said}.")
+            expect(page.locator("#feedback")).to_be_hidden()
         # and a bad picture dropped on the page is one line, not a broken page
         bad: FilePayload = {"name": "x.png", "mimeType": "image/png", "buffer": b"no"}
         page.set_input_files("#file", files=[bad])
         expect(page.locator("#error")).to_contain_text("not a picture that can be read")
         browser.close()
     print(f"page: answers in {sorted(latencies)[len(latencies) // 2]:.0f} ms (median)")
+    # then the log holds every answer of the page, and the label the person gave each
+    log = PredictionLog(log_url(load_params(Path("params.yaml")).monitoring, Path.cwd()))
+    window = log.window(since=None, last=None)
+    assert set(window.input_kinds) == {"page"}
+    assert sorted(window.corrected.values()) == sorted(CORRECTIONS.get(d, d) for d in STROKES)

@@ -91,17 +91,16 @@ def request_with_headers(
         return error.code, error.read().decode(), headers
 
 
-def serve_params(**serve: object) -> None:
+def serve_params(section: str = "serve", **values: object) -> None:
     params = yaml.safe_load(Path("params.yaml").read_text())
-    params["serve"].update(serve)
+    params[section].update(values)
     Path("params.yaml").write_text(yaml.safe_dump(params))
 
 
-@pytest.fixture
-def served_champion(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, project: Path
-) -> Iterator[str]:
-    """`digits serve` on a promoted champion; its base URL."""
+def serve_new_champion(
+    project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> tuple[str, subprocess.Popen[bytes]]:
+    """`digits serve` on a newly promoted champion: its base URL and its process."""
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'serving.db'}")
     serve_params(max_request_bytes=100_000, poll_seconds=0.5)
     assert main(["prepare"]) == 0
@@ -114,7 +113,16 @@ def served_champion(
     process = start(
         [*DIGITS, "serve", "--port", str(port)], project, f"http://127.0.0.1:{port}/ping"
     )
-    yield f"http://127.0.0.1:{port}"
+    return f"http://127.0.0.1:{port}", process
+
+
+@pytest.fixture
+def served_champion(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, project: Path
+) -> Iterator[str]:
+    """`digits serve` on a promoted champion; its base URL."""
+    url, process = serve_new_champion(project, tmp_path, monkeypatch)
+    yield url
     stop(process)
 
 

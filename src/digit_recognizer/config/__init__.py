@@ -11,6 +11,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from digit_recognizer.config.monitoring import MonitoringConfig
 from digit_recognizer.config.paths import PathsConfig
 from digit_recognizer.config.pipeline import (
     BaselinesConfig,
@@ -34,6 +35,7 @@ __all__ = [
     "BaselinesConfig",
     "Family",
     "MlflowConfig",
+    "MonitoringConfig",
     "Params",
     "PathsConfig",
     "PromoteConfig",
@@ -60,6 +62,7 @@ class Params(Section):
     serve: ServeConfig = ServeConfig()
     pictures: PicturesConfig = PicturesConfig()
     server: TeamServerConfig = TeamServerConfig()
+    monitoring: MonitoringConfig = MonitoringConfig()
 
 
 def parse_params(raw: Any, source: str = "params.yaml") -> Params:

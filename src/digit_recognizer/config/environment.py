@@ -21,6 +21,7 @@ EXPERIMENT_VARIABLE = "DVC_EXP_NAME"  # set by `dvc exp run` for every stage it 
 LOCK_URL_VARIABLE = "DIGITS_REGISTRY_LOCK_URL"
 DATABASE_URL_VARIABLE = "DIGITS_SERVER_DATABASE_URL"
 LOCK_DATABASE_URL_VARIABLE = "DIGITS_SERVER_LOCK_DATABASE_URL"
+PREDICTION_LOG_URL_VARIABLE = "DIGITS_PREDICTION_LOG_URL"
 POSTGRES_BIN_VARIABLE = "DIGITS_POSTGRES_BIN"  # a folder holding initdb, pg_ctl, ...
 KAGGLE_USERNAME_VARIABLE = "KAGGLE_USERNAME"
 KAGGLE_KEY_VARIABLE = "KAGGLE_KEY"
@@ -40,6 +41,8 @@ class Environment(BaseSettings):
     # An existing PostgreSQL for `digits server` (overrides server.database_url in params)
     server_database_url: str = Field(default="", validation_alias=DATABASE_URL_VARIABLE)
     server_lock_database_url: str = Field(default="", validation_alias=LOCK_DATABASE_URL_VARIABLE)
+    # The prediction log (overrides monitoring.database_url; the team's settings set it)
+    prediction_log_url: str = Field(default="", validation_alias=PREDICTION_LOG_URL_VARIABLE)
     postgres_bin: str = Field(default="", validation_alias=POSTGRES_BIN_VARIABLE)
     kaggle_username: str = Field(default="", validation_alias=KAGGLE_USERNAME_VARIABLE)
     kaggle_key: str = Field(default="", validation_alias=KAGGLE_KEY_VARIABLE)

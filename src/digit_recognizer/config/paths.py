@@ -20,6 +20,12 @@ class PathsConfig(Section):
     plots_dir: str = "plots"
     submissions_dir: str = "submissions"
     robustness_dir: str = "robustness"
+    feedback_dir: str = "feedback"
+
+    @property
+    def feedback_csv(self) -> Path:
+        """People's corrections in Kaggle's train layout (digits feedback export)."""
+        return Path(self.feedback_dir) / "feedback.csv"
 
     @property
     def robustness_set(self) -> Path:

@@ -1,124 +1,42 @@
 """The scoring server ``digits serve`` runs: MLflow's own scoring app (the same request
 parsing, schema checks and JSON/CSV answers as ``mlflow models serve``) around a model that
-follows the registry.
+follows the registry (serving/following.py).
 
-Serving ``@champion``, every worker polls the alias; when it moves (promote, rollback) the new
-version is loaded beside the old one and then swapped in with one assignment, so no request is
-dropped and each is answered by exactly one version, named in the ``X-Model-Version`` header.
-``GET /model`` says what is served; ``GET /`` is a page to draw or drop a digit on, which asks
-``POST /explain`` what the model saw and answered. Configuration comes from the environment that
-``serving.commands.serve_command`` sets, so every uvicorn worker builds the same app.
+Each answer names its version in ``X-Model-Version`` and its rows' records in the prediction
+log in ``X-Prediction-Id`` (one id per row, comma-separated); ``POST /feedback`` takes a
+person's label for one of them. ``GET /model`` says what is served, ``GET /metrics`` counts
+it all for Prometheus, and ``GET /`` is a page to draw or drop a digit on, which asks
+``POST /explain`` what the model saw and answered and lets the person say whether it was right.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextvars
-import os
+import contextlib
+import json
 import threading
 import time
-from dataclasses import dataclass
+from collections.abc import AsyncIterator
 from typing import Any
 
-from digit_recognizer import tracking
 from digit_recognizer.data.pictures import PictureLimits
-from digit_recognizer.serving.bodies import BadRequest, is_readable, request_rows
+from digit_recognizer.monitoring.corrections import (
+    BadCorrection,
+    UnknownPrediction,
+    correction_from_json,
+)
+from digit_recognizer.monitoring.metrics import ServingMetrics, exposition
+from digit_recognizer.serving.bodies import BadRequest, input_kind, is_readable, request_rows
+from digit_recognizer.serving.following import (
+    FollowingModel,
+    ServedModel,
+    answered_by,
+)
+from digit_recognizer.serving.recording import PREDICTION_ID_HEADER, Recorder
 
 VERSION_HEADER = "X-Model-Version"
-ENVIRONMENT_PREFIX = "DIGITS_SERVE_"
-
-# The version that answered the current request; the handler runs predict in a worker thread,
-# so the middleware shares a mutable cell with it rather than a value.
-_answered_by: contextvars.ContextVar[dict[str, str]] = contextvars.ContextVar("answered_by")
-
-
-@dataclass(frozen=True)
-class ServedModel:
-    """What a server serves: a registered model, pinned to a version or following an alias."""
-
-    tracking_uri: str
-    name: str
-    alias: str | None  # None: pinned to ``pinned_version``
-    pinned_version: str | None
-    poll_seconds: float
-    max_body_bytes: int
-    max_picture_pixels: int
-
-    def environment(self) -> dict[str, str]:
-        return {
-            f"{ENVIRONMENT_PREFIX}{key.upper()}": "" if value is None else str(value)
-            for key, value in self.__dict__.items()
-        }
-
-    @classmethod
-    def from_environment(cls) -> ServedModel:
-        def value(key: str) -> str:
-            return os.environ[f"{ENVIRONMENT_PREFIX}{key.upper()}"]
-
-        return cls(
-            tracking_uri=value("tracking_uri"),
-            name=value("name"),
-            alias=value("alias") or None,
-            pinned_version=value("pinned_version") or None,
-            poll_seconds=float(value("poll_seconds")),
-            max_body_bytes=int(value("max_body_bytes")),
-            max_picture_pixels=int(value("max_picture_pixels")),
-        )
-
-
-class FollowingModel:
-    """A pyfunc stand-in for MLflow's scoring app whose model can be swapped under it."""
-
-    def __init__(self, served: ServedModel) -> None:
-        self.served = served
-        self._store = tracking.Store(served.tracking_uri, "", None)
-        self._registry = tracking.Registry(self._store, served.name)
-        version = self._wanted_version()
-        # one attribute for the pair: a request never sees one version's number on another's model
-        self._current: tuple[str, Any] = (version, self._load(version))
-        self.metadata = self._current[1].metadata
-
-    @property
-    def version(self) -> str:
-        return self._current[0]
-
-    def _wanted_version(self) -> str:
-        if self.served.alias is None:
-            assert self.served.pinned_version is not None
-            return self.served.pinned_version
-        version = self._registry.alias(self.served.alias)
-        if version is None:
-            raise RuntimeError(f"registered model '{self.served.name}' has no @{self.served.alias}")
-        return version
-
-    def _load(self, version: str) -> Any:
-        uri = tracking.version_uri(self.served.name, version)
-        return tracking.load_pyfunc(uri, self._store)
-
-    def predict(self, data: Any, params: dict[str, Any] | None = None) -> Any:
-        return self.predict_with_version(data, params)[1]
-
-    def predict_with_version(
-        self, data: Any, params: dict[str, Any] | None = None
-    ) -> tuple[str, Any]:
-        """The answer and the version that gave it (also named in the response's header)."""
-        version, model = self._current
-        cell = _answered_by.get(None)
-        if cell is not None:
-            cell["version"] = version
-        return version, model.predict(data, params=params)
-
-    def follow(self) -> None:
-        """Poll the alias; load a new version fully before swapping it in."""
-        while True:  # a daemon thread: it ends with the worker process
-            time.sleep(self.served.poll_seconds)
-            try:
-                wanted = self._wanted_version()
-                if wanted != self.version:
-                    self._current = (wanted, self._load(wanted))
-                    print(f"serve: now serving version {wanted}", flush=True)
-            except Exception as error:  # a registry hiccup must not stop serving
-                print(f"serve: keeping version {self.version}: {error}", flush=True)
+# The requests counted in the metrics, by path; others (ping, the page, /model) are not.
+_COUNTED_PATHS = ("/invocations", "/explain", "/feedback")
 
 
 def _text(status: int, line: str) -> Any:
@@ -127,22 +45,33 @@ def _text(status: int, line: str) -> Any:
     return Response(f"{line}\n", status_code=status, media_type="text/plain")
 
 
+def _probabilities(frame: Any) -> Any:
+    from digit_recognizer.models.pyfunc import PROBABILITY_COLUMNS
+
+    return frame[list(PROBABILITY_COLUMNS)].to_numpy()
+
+
 def answer_rows(
-    model: FollowingModel, content_type: str, body: bytes, limits: PictureLimits
+    model: FollowingModel,
+    recorder: Recorder,
+    content_type: str,
+    body: bytes,
+    limits: PictureLimits,
 ) -> Any:
     """A Kaggle-form or picture request answered as MLflow's scoring app answers (same JSON,
-    same error bodies); None leaves the request to MLflow's app."""
+    same error bodies), and recorded; None leaves the request to MLflow's app."""
     import io
 
     from fastapi.responses import Response
     from mlflow.exceptions import MlflowException
     from mlflow.pyfunc.scoring_server import predictions_to_json
 
+    started = time.perf_counter()
     try:
         rows = request_rows(content_type, body, limits)
         if rows is None:
             return None
-        predictions = model.predict(rows)  # MLflow checks the (-1, 784) shape here
+        version, predictions = model.predict_with_version(rows)  # MLflow checks the shape here
     except BadRequest as error:
         return _text(400, f"invalid input: {error}")
     except MlflowException as error:
@@ -151,20 +80,29 @@ def answer_rows(
             status_code=error.get_http_status_code(),
             media_type="application/json",
         )
+    identifiers = recorder.record(
+        input_kind(content_type), rows, _probabilities(predictions), version, started
+    )
     answer = io.StringIO()
     predictions_to_json(predictions, answer)
-    return Response(answer.getvalue(), status_code=200, media_type="application/json")
+    response = Response(answer.getvalue(), status_code=200, media_type="application/json")
+    if identifiers:
+        response.headers[PREDICTION_ID_HEADER] = ",".join(identifiers)
+    return response
 
 
 def explain_picture(
-    model: FollowingModel, content_type: str, body: bytes, limits: PictureLimits
+    model: FollowingModel,
+    recorder: Recorder,
+    content_type: str,
+    body: bytes,
+    limits: PictureLimits,
 ) -> Any:
-    """What the page shows: the digit, the ten probabilities, the served version and the
-    28 x 28 picture the model saw (one picture per request)."""
+    """What the page shows: the digit, the ten probabilities, the served version, the 28 x 28
+    picture the model saw and the answer's prediction id (one picture per request)."""
     from fastapi.responses import JSONResponse
 
-    from digit_recognizer.models.pyfunc import PROBABILITY_COLUMNS
-
+    started = time.perf_counter()
     try:
         rows = request_rows(content_type, body, limits)
         if rows is None or len(rows) != 1:
@@ -172,14 +110,38 @@ def explain_picture(
     except BadRequest as error:
         return _text(400, f"invalid input: {error}")
     version, frame = model.predict_with_version(rows)
-    return JSONResponse(
+    probabilities = _probabilities(frame)
+    identifiers = recorder.record("page", rows, probabilities, version, started)
+    response = JSONResponse(
         {
             "version": version,
             "label": int(frame["label"].iloc[0]),
-            "probabilities": [float(frame[column].iloc[0]) for column in PROBABILITY_COLUMNS],
+            "probabilities": [float(value) for value in probabilities[0]],
             "pixels": rows[0].tolist(),
+            "prediction_id": identifiers[0] if identifiers else None,
         }
     )
+    if identifiers:
+        response.headers[PREDICTION_ID_HEADER] = identifiers[0]
+    return response
+
+
+def take_correction(recorder: Recorder, body: bytes) -> Any:
+    """``POST /feedback``: 204 when kept, 400 for a bad body or label, 404 for an unknown id,
+    503 when the log cannot be written."""
+    try:
+        identifier, label = correction_from_json(json.loads(body))
+        recorder.correct(identifier, label, "api")
+    except (ValueError, RecursionError) as error:  # BadCorrection is a ValueError
+        reason = error if isinstance(error, BadCorrection) else "the body is not JSON"
+        return _text(400, f"invalid feedback: {reason}")
+    except UnknownPrediction as error:
+        return _text(404, str(error))
+    except Exception as error:  # the store is down: not the person's mistake
+        return _text(503, f"the prediction log cannot take feedback now: {type(error).__name__}")
+    from fastapi.responses import Response
+
+    return Response(status_code=204)
 
 
 async def capped_body(request: Any, limit: int) -> bytes | None:
@@ -195,44 +157,79 @@ async def capped_body(request: Any, limit: int) -> bytes | None:
     return body
 
 
+def _flush_on_shutdown(app: Any, recorder: Recorder) -> None:
+    """SIGTERM's graceful shutdown writes the queued records before the worker exits."""
+    original = app.router.lifespan_context
+
+    @contextlib.asynccontextmanager
+    async def lifespan(application: Any) -> AsyncIterator[Any]:
+        async with original(application) as state:
+            yield state
+        await asyncio.to_thread(recorder.close)
+
+    app.router.lifespan_context = lifespan
+
+
 def create_app() -> Any:
     """The ASGI app (``uvicorn --factory digit_recognizer.serving.app:create_app``)."""
     from importlib.resources import files
 
     from fastapi import Request
-    from fastapi.responses import HTMLResponse, JSONResponse
+    from fastapi.responses import HTMLResponse, JSONResponse, Response
     from mlflow.pyfunc import scoring_server
 
     page = files("digit_recognizer.serving").joinpath("page.html").read_text(encoding="utf-8")
     served = ServedModel.from_environment()
     limits = PictureLimits(max_pixels=served.max_picture_pixels, max_bytes=served.max_body_bytes)
     model = FollowingModel(served)
+    metrics = ServingMetrics()
+    metrics.served_version.set(float(model.version))
+    recorder = Recorder(served.log, metrics)
     app = scoring_server.init(model)  # type: ignore[arg-type]
+    _flush_on_shutdown(app, recorder)
     if served.alias is not None:
-        threading.Thread(target=model.follow, name="follow-alias", daemon=True).start()
+        swapped = lambda version: metrics.served_version.set(float(version))  # noqa: E731
+        threading.Thread(
+            target=model.follow, args=(swapped,), name="follow-alias", daemon=True
+        ).start()
     too_large = (
         f"request body over the limit of {served.max_body_bytes} bytes (serve.max_request_bytes)"
     )
 
     @app.middleware("http")
-    async def version_and_size(request: Request, call_next: Any) -> Any:
+    async def version_size_and_counts(request: Request, call_next: Any) -> Any:
+        started = time.perf_counter()
+        response = await _answer(request, call_next)
+        path = request.url.path
+        if request.method == "POST" and path in _COUNTED_PATHS:
+            kind = {"/explain": "page", "/feedback": "feedback"}.get(
+                path, input_kind(request.headers.get("content-type", ""))
+            )
+            metrics.request(kind, response.status_code, time.perf_counter() - started)
+        return response
+
+    async def _answer(request: Request, call_next: Any) -> Any:
         declared = request.headers.get("content-length", "")
         if declared.isdigit() and int(declared) > served.max_body_bytes:
             return _text(413, too_large)
         cell: dict[str, str] = {}
-        _answered_by.set(cell)
+        answered_by.set(cell)
         content_type = request.headers.get("content-type", "")
         response = None
-        if request.method == "POST" and request.url.path in ("/invocations", "/explain"):
+        if request.method == "POST" and request.url.path in _COUNTED_PATHS:
             body = await capped_body(request, served.max_body_bytes)
             if body is None:
                 return _text(413, too_large)
             if request.url.path == "/explain":
                 response = await asyncio.to_thread(
-                    explain_picture, model, content_type, body, limits
+                    explain_picture, model, recorder, content_type, body, limits
                 )
+            elif request.url.path == "/feedback":
+                response = await asyncio.to_thread(take_correction, recorder, body)
             elif is_readable(content_type):
-                response = await asyncio.to_thread(answer_rows, model, content_type, body, limits)
+                response = await asyncio.to_thread(
+                    answer_rows, model, recorder, content_type, body, limits
+                )
         if response is None:
             response = await call_next(request)
         if "version" in cell:
@@ -242,6 +239,11 @@ def create_app() -> Any:
     @app.get("/model")
     async def served_model() -> Any:
         return JSONResponse({"name": served.name, "version": model.version, "alias": served.alias})
+
+    @app.get("/metrics")
+    async def scraped_metrics() -> Any:
+        content, content_type = await asyncio.to_thread(exposition)
+        return Response(content, media_type=content_type)
 
     @app.get("/")
     async def try_the_model() -> Any:

@@ -133,3 +133,17 @@ def is_readable(content_type_header: str) -> bool:
     if content_type in ROW_TYPES:
         return parameters.strip().lower() in ("", "charset=utf-8")
     return content_type in (*PICTURE_TYPES, MULTIPART)
+
+
+def input_kind(content_type_header: str) -> str:
+    """How a request's rows came (the log's and the metrics' ``kind``)."""
+    content_type = content_type_header.partition(";")[0].strip().lower()
+    if content_type == "application/json":
+        return "json"
+    if content_type == "text/csv":
+        return "csv"
+    if content_type in PICTURE_TYPES:
+        return "picture"
+    if content_type == MULTIPART:
+        return "multipart"
+    return "other"

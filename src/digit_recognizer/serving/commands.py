@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import sys
 from dataclasses import dataclass
@@ -56,7 +57,10 @@ def _environment(store: tracking.Store) -> dict[str, str]:
 
 def serve_command(params: Params, root: Path, version: str | None, port: int) -> ServerCommand:
     """MLflow's scoring app under uvicorn, following ``@champion`` unless a version is pinned."""
-    from digit_recognizer.serving.app import ServedModel
+    from digit_recognizer.monitoring.log import log_url
+    from digit_recognizer.monitoring.metrics import MULTIPROCESS_VARIABLE
+    from digit_recognizer.serving.following import ServedModel
+    from digit_recognizer.serving.recording import LogSettings
 
     store = tracking.Store.for_project(params.mlflow, root)
     registry = tracking.Registry(store, params.mlflow.registered_model_name)
@@ -76,6 +80,13 @@ def serve_command(params: Params, root: Path, version: str | None, port: int) ->
         poll_seconds=params.serve.poll_seconds,
         max_body_bytes=params.serve.max_request_bytes,
         max_picture_pixels=params.pictures.max_pixels,
+        log=LogSettings(
+            url=log_url(params.monitoring, root) if params.monitoring.enabled else "",
+            store_pixels=params.monitoring.store_pixels,
+            queue_size=params.monitoring.queue_size,
+            batch_size=params.monitoring.batch_size,
+            flush_seconds=params.monitoring.flush_seconds,
+        ),
     )
     argv = [
         sys.executable,
@@ -91,7 +102,18 @@ def serve_command(params: Params, root: Path, version: str | None, port: int) ->
         str(params.serve.workers),
         "--no-access-log",
     ]
-    return ServerCommand(argv, {**_environment(store), **served.environment()})
+    # The workers' metrics files: a fresh folder per server, or counts would carry over.
+    metrics_dir = root / params.monitoring.log_dir / f"metrics-{port}"
+    shutil.rmtree(metrics_dir, ignore_errors=True)
+    metrics_dir.mkdir(parents=True)
+    return ServerCommand(
+        argv,
+        {
+            **_environment(store),
+            **served.environment(),
+            MULTIPROCESS_VARIABLE: str(metrics_dir),
+        },
+    )
 
 
 def ui_command(params: Params, root: Path, port: int) -> ServerCommand:

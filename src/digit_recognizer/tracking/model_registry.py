@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from digit_recognizer.errors import UserError
@@ -136,6 +137,25 @@ def load_pyfunc(model_uri: str, store: Store) -> Any:
 
     mlflow.set_tracking_uri(store.uri)
     return mlflow.pyfunc.load_model(model_uri)
+
+
+def download_keras_model(name: str, version: str, store: Store, destination: Path) -> Path:
+    """The saved Keras network inside a registered version (the pyfunc's ``keras_model``)."""
+    import mlflow
+
+    mlflow.set_tracking_uri(store.uri)
+    try:
+        local = mlflow.artifacts.download_artifacts(
+            artifact_uri=version_uri(name, version), dst_path=str(destination)
+        )
+    except Exception as error:  # MLflow raises several types for a missing version or store
+        raise UserError(
+            f"cannot load {version_uri(name, version)}: {str(error).splitlines()[0]}"
+        ) from None
+    found = sorted(Path(local).glob("artifacts/*.keras"))
+    if not found:
+        raise UserError(f"{version_uri(name, version)} holds no Keras network (a baseline?)")
+    return found[0]
 
 
 def predict_labels(model_uri: str, store: Store, pixels: Any) -> Any:

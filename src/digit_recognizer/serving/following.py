@@ -1,0 +1,125 @@
+"""The model a server worker answers with: a registered version, pinned or following an alias.
+
+Serving ``@champion``, every worker polls the alias; when it moves (promote, rollback) the new
+version is loaded beside the old one and then swapped in with one assignment, so no request is
+dropped and each is answered by exactly one version. Configuration comes from the environment
+that ``serving.commands.serve_command`` sets, so every uvicorn worker builds the same model.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from digit_recognizer import tracking
+from digit_recognizer.serving.recording import LogSettings
+
+ENVIRONMENT_PREFIX = "DIGITS_SERVE_"
+
+# The version that answered the current request; the handler runs predict in a worker thread,
+# so the middleware shares a mutable cell with it rather than a value.
+answered_by: contextvars.ContextVar[dict[str, str]] = contextvars.ContextVar("answered_by")
+
+
+@dataclass(frozen=True)
+class ServedModel:
+    """What a server serves: a registered model, pinned to a version or following an alias."""
+
+    tracking_uri: str
+    name: str
+    alias: str | None  # None: pinned to ``pinned_version``
+    pinned_version: str | None
+    poll_seconds: float
+    max_body_bytes: int
+    max_picture_pixels: int
+    log: LogSettings
+
+    def environment(self) -> dict[str, str]:
+        fields = {key: value for key, value in self.__dict__.items() if key != "log"}
+        fields.update({f"log_{key}": value for key, value in self.log.__dict__.items()})
+        return {
+            f"{ENVIRONMENT_PREFIX}{key.upper()}": "" if value is None else str(value)
+            for key, value in fields.items()
+        }
+
+    @classmethod
+    def from_environment(cls) -> ServedModel:
+        def value(key: str) -> str:
+            return os.environ[f"{ENVIRONMENT_PREFIX}{key.upper()}"]
+
+        return cls(
+            tracking_uri=value("tracking_uri"),
+            name=value("name"),
+            alias=value("alias") or None,
+            pinned_version=value("pinned_version") or None,
+            poll_seconds=float(value("poll_seconds")),
+            max_body_bytes=int(value("max_body_bytes")),
+            max_picture_pixels=int(value("max_picture_pixels")),
+            log=LogSettings(
+                url=value("log_url"),
+                store_pixels=value("log_store_pixels") == "True",
+                queue_size=int(value("log_queue_size")),
+                batch_size=int(value("log_batch_size")),
+                flush_seconds=float(value("log_flush_seconds")),
+            ),
+        )
+
+
+class FollowingModel:
+    """A pyfunc stand-in for MLflow's scoring app whose model can be swapped under it."""
+
+    def __init__(self, served: ServedModel) -> None:
+        self.served = served
+        self._store = tracking.Store(served.tracking_uri, "", None)
+        self._registry = tracking.Registry(self._store, served.name)
+        version = self._wanted_version()
+        # one attribute for the pair: a request never sees one version's number on another's model
+        self._current: tuple[str, Any] = (version, self._load(version))
+        self.metadata = self._current[1].metadata
+
+    @property
+    def version(self) -> str:
+        return self._current[0]
+
+    def _wanted_version(self) -> str:
+        if self.served.alias is None:
+            assert self.served.pinned_version is not None
+            return self.served.pinned_version
+        version = self._registry.alias(self.served.alias)
+        if version is None:
+            raise RuntimeError(f"registered model '{self.served.name}' has no @{self.served.alias}")
+        return version
+
+    def _load(self, version: str) -> Any:
+        uri = tracking.version_uri(self.served.name, version)
+        return tracking.load_pyfunc(uri, self._store)
+
+    def predict(self, data: Any, params: dict[str, Any] | None = None) -> Any:
+        return self.predict_with_version(data, params)[1]
+
+    def predict_with_version(
+        self, data: Any, params: dict[str, Any] | None = None
+    ) -> tuple[str, Any]:
+        """The answer and the version that gave it (also named in the response's header)."""
+        version, model = self._current
+        cell = answered_by.get(None)
+        if cell is not None:
+            cell["version"] = version
+        return version, model.predict(data, params=params)
+
+    def follow(self, swapped: Callable[[str], None]) -> None:
+        """Poll the alias; load a new version fully before swapping it in, then say so."""
+        while True:  # a daemon thread: it ends with the worker process
+            time.sleep(self.served.poll_seconds)
+            try:
+                wanted = self._wanted_version()
+                if wanted != self.version:
+                    self._current = (wanted, self._load(wanted))
+                    swapped(wanted)
+                    print(f"serve: now serving version {wanted}", flush=True)
+            except Exception as error:  # a registry hiccup must not stop serving
+                print(f"serve: keeping version {self.version}: {error}", flush=True)

@@ -1,0 +1,209 @@
+"""The prediction log on a real SQLite file: the writer off the request path, corrections,
+export, retention, and several processes writing at once."""
+
+from __future__ import annotations
+
+import multiprocessing
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from digit_recognizer.config import MonitoringConfig
+from digit_recognizer.data.kaggle_csv import read_digits_csv
+from digit_recognizer.errors import UserError
+from digit_recognizer.monitoring.corrections import (
+    BadCorrection,
+    UnknownPrediction,
+    add_corrections_file,
+    correction_from_json,
+    export_labelled,
+    record_corrections,
+)
+from digit_recognizer.monitoring.log import PredictionLog, PredictionRecord, new_prediction_id
+from digit_recognizer.monitoring.writer import LogWriter
+
+
+def records(count: int, seed: int = 0, created_at: float | None = None) -> list[PredictionRecord]:
+    generator = np.random.default_rng(seed)
+    found = []
+    for _ in range(count):
+        probabilities = generator.dirichlet(np.ones(10)).astype(np.float32)
+        found.append(
+            PredictionRecord(
+                prediction_id=new_prediction_id(),
+                created_at=time.time() if created_at is None else created_at,
+                version="3",
+                input_kind="json",
+                label=int(probabilities.argmax()),
+                probabilities=probabilities,
+                pixels=generator.integers(0, 256, 784, dtype=np.uint8),
+                latency_ms=1.5,
+            )
+        )
+    return found
+
+
+@pytest.fixture
+def log(tmp_path: Path) -> PredictionLog:
+    opened = PredictionLog(f"sqlite:///{tmp_path / 'log' / 'predictions.db'}")
+    opened.create_tables()
+    return opened
+
+
+def test_the_writer_keeps_every_record_and_close_writes_what_waits(log: PredictionLog) -> None:
+    # given a writer that batches by 64 and flushes rarely
+    writer = LogWriter(log, queue_size=10_000, batch_size=64, flush_seconds=5.0)
+    sent = records(1_000)
+    # when records arrive in bursts and the writer is closed at once (SIGTERM's shutdown)
+    for start in range(0, len(sent), 100):
+        writer.submit(sent[start : start + 100])
+    writer.close()
+    # then every record is in the log, whole
+    assert (writer.written, writer.dropped) == (1_000, 0)
+    window = log.window(since=None, last=None)
+    assert sorted(window.prediction_ids) == sorted(record.prediction_id for record in sent)
+    by_id = {record.prediction_id: record for record in sent}
+    first = window.prediction_ids[0]
+    assert np.array_equal(window.pixels[0], np.asarray(by_id[first].pixels))
+    assert np.allclose(window.probabilities[0], by_id[first].probabilities)
+
+
+def test_a_full_queue_or_a_store_that_is_down_drops_and_counts_without_blocking(
+    log: PredictionLog,
+) -> None:
+    # given a store that refuses every insert (its table is gone) and a queue of 10
+    with log.engine.begin() as connection:
+        connection.exec_driver_sql("DROP TABLE predictions")
+    dropped: list[int] = []
+    writer = LogWriter(log, queue_size=10, batch_size=5, flush_seconds=0.05, on_drop=dropped.append)
+    # when 50 records arrive at once
+    started = time.perf_counter()
+    writer.submit(records(50))
+    submitted_in = time.perf_counter() - started
+    writer.close()
+    # then submitting took no time, nothing was written, and all 50 were counted as dropped
+    assert submitted_in < 0.5
+    assert writer.written == 0
+    assert writer.dropped == 50 == sum(dropped)
+
+
+def _write_from_a_process(url: str, seed: int) -> None:
+    log = PredictionLog(url)
+    log.create_tables()
+    writer = LogWriter(log, queue_size=5_000, batch_size=50, flush_seconds=0.01)
+    for start in range(0, 2_000, 20):
+        writer.submit(records(20, seed=seed * 1_000 + start))
+    writer.close()
+    assert writer.dropped == 0
+
+
+def test_two_processes_writing_at_once_lose_nothing(tmp_path: Path) -> None:
+    # given one SQLite log and two processes (the server's two workers)
+    url = f"sqlite:///{tmp_path / 'shared.db'}"
+    context = multiprocessing.get_context("spawn")
+    workers = [context.Process(target=_write_from_a_process, args=(url, seed)) for seed in (1, 2)]
+    # when both write 2,000 records at the same time
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(120)
+    # then the log holds exactly one record per answer
+    assert [worker.exitcode for worker in workers] == [0, 0]
+    assert PredictionLog(url).count() == 4_000
+
+
+def test_corrections_are_checked_appended_and_the_newest_counts(log: PredictionLog) -> None:
+    # given three answers in the log
+    sent = records(3)
+    log.insert(sent)
+    first, second = sent[0].prediction_id, sent[1].prediction_id
+    # when a label is given twice for one answer and once for another
+    record_corrections(log, [(first, 4)], "page")
+    record_corrections(log, [(first, 7), (second, 2)], "api")
+    # then the newest label counts and both of the first are kept for audit
+    assert log.newest_corrections() == {first: 7, second: 2}
+    with log.engine.connect() as connection:
+        import sqlalchemy as sa
+
+        kept = connection.execute(
+            sa.select(sa.func.count()).where(log.corrections.c.prediction_id == first)
+        ).scalar_one()
+    assert kept == 2
+    # and an unknown id or a label that is no digit is refused, adding nothing
+    with pytest.raises(UnknownPrediction, match="no answer with prediction id 'nope'"):
+        record_corrections(log, [(second, 3), ("nope", 3)], "api")
+    assert log.newest_corrections()[second] == 2
+    for body, reason in [
+        ({"prediction_id": first, "label": 10}, "label must be a digit 0-9, got 10"),
+        ({"prediction_id": first, "label": True}, "label must be a digit 0-9"),
+        ({"prediction_id": first, "label": "7"}, "label must be a digit 0-9"),
+        ({"prediction_id": first}, "POST"),
+        ([first, 7], "POST"),
+        ({"prediction_id": 5, "label": 7}, "prediction_id must be"),
+    ]:
+        with pytest.raises(BadCorrection, match=reason):
+            correction_from_json(body)
+
+
+def test_a_corrections_file_is_all_or_nothing_and_names_the_line(
+    log: PredictionLog, tmp_path: Path
+) -> None:
+    sent = records(2)
+    log.insert(sent)
+    good = tmp_path / "good.csv"
+    good.write_text(f"prediction_id,label\n{sent[0].prediction_id},3\n{sent[1].prediction_id},9\n")
+    assert add_corrections_file(log, good) == 2
+    assert log.newest_corrections() == {sent[0].prediction_id: 3, sent[1].prediction_id: 9}
+    cases = {
+        "id,digit\nx,1\n": "line 1: the header must be 'prediction_id,label'",
+        f"prediction_id,label\n{sent[0].prediction_id},12\n": "line 2: label must be a digit",
+        f"prediction_id,label\n{sent[0].prediction_id},1,2\n": "line 2: expected 2 values",
+        f"prediction_id,label\n{sent[0].prediction_id},1\nunknown,1\n": "'unknown' in the log",
+        "prediction_id,label\n": "no corrections after the header",
+    }
+    for number, (content, message) in enumerate(cases.items()):
+        bad = tmp_path / f"bad{number}.csv"
+        bad.write_text(content)
+        with pytest.raises(UserError, match=message):
+            add_corrections_file(log, bad)
+    assert log.newest_corrections()[sent[0].prediction_id] == 3, "nothing added by a bad file"
+    with pytest.raises(UserError, match="file not found"):
+        add_corrections_file(log, tmp_path / "missing.csv")
+
+
+def test_export_writes_the_corrected_pictures_in_kaggle_train_layout(
+    log: PredictionLog, tmp_path: Path
+) -> None:
+    # given four answers, two of them corrected, one of those without its pixels
+    sent = records(4)
+    without_pixels = PredictionRecord(**{**sent[3].__dict__, "pixels": None})
+    log.insert([*sent[:3], without_pixels])
+    record_corrections(log, [(sent[0].prediction_id, 5), (sent[3].prediction_id, 1)], "api")
+    record_corrections(log, [(sent[2].prediction_id, 8)], "api")
+    # when exported
+    output = tmp_path / "feedback" / "feedback.csv"
+    assert export_labelled(log, output) == 2
+    # then the file is Kaggle's train layout, holding the pictures that kept their pixels
+    table = read_digits_csv(output, require_labels=False)
+    assert table.labels is not None
+    expected = sorted(
+        [(sent[0].prediction_id, 5, sent[0].pixels), (sent[2].prediction_id, 8, sent[2].pixels)]
+    )
+    assert table.labels.tolist() == [label for _, label, _ in expected]
+    assert np.array_equal(table.images, np.stack([np.asarray(pixels) for *_, pixels in expected]))
+
+
+def test_retention_keeps_the_newest_rows_and_days(log: PredictionLog) -> None:
+    now = time.time()
+    log.insert(records(5, created_at=now - 10 * 86_400))
+    log.insert(records(5, seed=1, created_at=now - 3600))
+    log.insert(records(5, seed=2, created_at=now))
+    config = MonitoringConfig(retention_days=7.0, retention_rows=0)
+    assert log.apply_retention(config, now) == 5
+    assert log.count() == 10
+    assert log.apply_retention(MonitoringConfig(retention_days=0, retention_rows=5), now) == 5
+    assert log.count() == 5
+    assert len(log.window(since=now - 60, last=None)) == 5
+    assert len(log.window(since=None, last=3)) == 3
