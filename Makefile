@@ -1,5 +1,5 @@
 # One task runner for people, the README and CI.
-#   make run    set up .venv, fetch data/, dvc repro (the whole pipeline)
+#   make run    set up .venv, fetch data/ (and an empty feedback/), dvc repro (the whole pipeline)
 #   make test   set up .venv, lint, type-check, PostgreSQL and chromium if missing, run the tests
 #   make full   the `full` profile: an ensemble of longer-trained CNNs, a longer augmented MLP
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
@@ -18,8 +18,11 @@ $(INSTALLED): pyproject.toml constraints.txt
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev]'
 	touch $@
 
+# feedback/: people's corrections (feedback.dvc); a fresh clone has none yet, so the export
+# of an empty log writes the header-only file feedback.dvc records.
 data: $(INSTALLED)
 	digits fetch-data
+	test -e feedback/feedback.csv || digits feedback export
 
 run: data
 	dvc repro

@@ -15,6 +15,7 @@ from tests.conftest import REPOSITORY, synthetic_digits, tiny_params, write_tiny
 
 STAGES = (
     "prepare",
+    "feedback",
     "robustness",
     "baselines",
     "tune@ann",
@@ -61,6 +62,7 @@ def git_copy_with_tiny_data(folder: Path, *, labelled_test: bool) -> dict[str, s
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
     }
     for command in (
+        ["digits", "feedback", "export"],  # no corrections yet: what feedback.dvc records
         ["git", "init", "-q"],
         # an identity for the commits DVC experiments make, on machines without a global one
         ["git", "config", "user.email", "tests@example.com"],

@@ -50,6 +50,12 @@ def _prepare(arguments: argparse.Namespace, params: Params) -> None:
     prepare.main(params)
 
 
+def _split_feedback(arguments: argparse.Namespace, params: Params) -> None:
+    from digit_recognizer.stages import feedback
+
+    feedback.main(params)
+
+
 def _robustness(arguments: argparse.Namespace, params: Params) -> None:
     from digit_recognizer.stages import robustness
 
@@ -138,14 +144,16 @@ def _predict(arguments: argparse.Namespace, params: Params) -> None:
 
 
 def _monitor(arguments: argparse.Namespace, params: Params) -> int:
-    from digit_recognizer.monitoring.commands import EXIT_ALERT, monitor
+    from digit_recognizer.monitoring.commands import EXIT_ALERT, monitor, retrain
     from digit_recognizer.tracking import project_root
 
     root = project_root()
     output = arguments.output or root / params.monitoring.log_dir / "report"
     report = monitor(params, root, since=arguments.since, last=arguments.last, output_dir=output)
     print(report.summary())
-    print(f"monitor: report in {output / 'monitor.html'}")
+    print(f"monitor: report in {output / 'monitor.html'}", flush=True)
+    if arguments.retrain:
+        print(retrain(params, root, report).summary())
     return EXIT_ALERT if report.alerts else 0
 
 
@@ -197,6 +205,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     prepare = commands.add_parser("prepare", help="stage: validate, split, EDA, data stats")
     prepare.set_defaults(handler=_prepare)
+
+    feedback_stage = commands.add_parser(
+        "split-feedback", help="stage: people's corrections into feedback-train and -eval"
+    )
+    feedback_stage.set_defaults(handler=_split_feedback)
 
     robustness = commands.add_parser(
         "robustness", help="stage: the evaluation digits as pictures, read the MNIST way"
@@ -268,6 +281,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--output",
         type=Path,
         help="folder for monitor.html and monitor.png (default: <monitoring.log_dir>/report)",
+    )
+    monitor.add_argument(
+        "--retrain",
+        action="store_true",
+        help="on an alert, or monitoring.retrain_after new corrections: export them, dvc repro",
     )
     monitor.set_defaults(handler=_monitor)
 

@@ -258,11 +258,17 @@ def test_the_checker_finds_a_key_read_deep_below_the_stage() -> None:
     # given prepare's params without the holdout fraction, which run_prepare reads and passes
     # on; when checked, then the key is reported missing
     reads = stage_reads("prepare")
-    listed = ["seed", "prepare.validation_fraction", "prepare.eda_samples_per_class"]
+    listed = [
+        "seed",
+        "prepare.validation_fraction",
+        "prepare.eda_samples_per_class",
+        "prepare.feedback_eval_fraction",
+    ]
     assert missing_params(reads, listed) == ["prepare.holdout_fraction"], sorted(reads)
     # and a family's keys, read through params.train.family(family), are matched to
     # `${item}` and missed without it
     train = stage_reads("train")
     assert f"train.{ITEM}.max_epochs" in train, sorted(train)
-    assert not missing_params(train, ["seed", "compute.precision", "train.${item}"])
-    assert f"train.{ITEM}.max_epochs" in missing_params(train, ["seed", "compute.precision"])
+    listed = ["seed", "compute.precision", "train.feedback_weight"]
+    assert not missing_params(train, [*listed, "train.${item}"])
+    assert f"train.{ITEM}.max_epochs" in missing_params(train, listed)

@@ -178,6 +178,7 @@ def test_monitor_reports_to_mlflow_and_exits_3_on_drift_and_feedback_exports(
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'monitor.db'}")
     serve_params("monitoring", min_window_rows=20)
     assert main(["prepare"]) == 0
+    assert main(["split-feedback"]) == 0
     assert main(["robustness"]) == 0
     version = register_candidate(project, "ann", []).version
     assert main(["promote", "--version", version, "--force"]) == 0

@@ -88,6 +88,7 @@ def page_url(project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'page.db'}")
     serve_params(poll_seconds=0.5)
     assert main(["prepare"]) == 0
+    assert main(["split-feedback"]) == 0
     assert main(["robustness"]) == 0
     version = register_template_model(project)
     assert main(["promote", "--version", version, "--force"]) == 0

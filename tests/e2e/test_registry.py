@@ -40,6 +40,7 @@ def registry_project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, project: P
     Path("params.yaml").write_text(yaml.safe_dump(params))  # the real gates, not tiny ones
     write_digits_csv(Path("data/test.csv"), synthetic_digits(100, 5))
     assert main(["prepare"]) == 0
+    assert main(["split-feedback"]) == 0
     assert main(["robustness"]) == 0
     return project
 

@@ -42,8 +42,10 @@ def request(
         return error.code, error.read().decode()
 
 
-def start(command: list[str], cwd: Path, health_url: str) -> subprocess.Popen[bytes]:
-    environment = {**os.environ, "PYTHONPATH": str(REPOSITORY / "src")}
+def start(
+    command: list[str], cwd: Path, health_url: str, environment: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
+    environment = {**(environment or os.environ), "PYTHONPATH": str(REPOSITORY / "src")}
     process = subprocess.Popen(
         command,
         cwd=cwd,
@@ -104,6 +106,7 @@ def serve_new_champion(
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'serving.db'}")
     serve_params(max_request_bytes=100_000, poll_seconds=0.5)
     assert main(["prepare"]) == 0
+    assert main(["split-feedback"]) == 0
     assert main(["robustness"]) == 0
     version = register_candidate(project, "cnn", range(10)).version
     assert (
@@ -373,6 +376,7 @@ def test_mlflow_ui_serves_the_project_store(
     # given a store with a run, selected by the project (no MLFLOW_TRACKING_URI)
     monkeypatch.delenv("MLFLOW_TRACKING_URI")
     assert main(["prepare"]) == 0
+    assert main(["split-feedback"]) == 0
     assert main(["robustness"]) == 0
     register_candidate(project, "ann", [])
     port = free_port()
@@ -407,6 +411,7 @@ def test_predict_writes_a_submission_from_csv_and_png(
 ) -> None:
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'predict.db'}")
     assert main(["prepare"]) == 0
+    assert main(["split-feedback"]) == 0
     assert main(["robustness"]) == 0
     version = register_candidate(project, "ann", []).version
     # from the test CSV with a named version

@@ -22,6 +22,7 @@ def tuned_project(project: Path) -> Path:
     """Tiny project with prepared data, its robustness set and fixed best hyperparameters for
     both families."""
     assert main(["prepare"]) == 0
+    assert main(["split-feedback"]) == 0
     assert main(["robustness"]) == 0
     Path("hyperparameters").mkdir()
     Path("hyperparameters/ann.json").write_text(
@@ -97,6 +98,7 @@ def test_train_without_tuned_hyperparameters_fails_clearly(
     project: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert main(["prepare"]) == 0
+    assert main(["split-feedback"]) == 0
     assert main(["train", "cnn"]) == 2
     error = capsys.readouterr().err
     assert "hyperparameters/cnn.json: not found; run the tune stage first" in error

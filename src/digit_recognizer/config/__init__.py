@@ -17,6 +17,7 @@ from digit_recognizer.config.pipeline import (
     BaselinesConfig,
     ComputeConfig,
     EvaluateConfig,
+    FeedbackConfig,
     MlflowConfig,
     PrepareConfig,
     PromoteConfig,
@@ -52,6 +53,7 @@ class Params(Section):
     paths: PathsConfig = PathsConfig()
     mlflow: MlflowConfig = MlflowConfig()
     prepare: PrepareConfig = PrepareConfig()
+    feedback: FeedbackConfig = FeedbackConfig()
     robustness: RobustnessConfig = RobustnessConfig()
     compute: ComputeConfig = ComputeConfig()
     baselines: BaselinesConfig = BaselinesConfig()

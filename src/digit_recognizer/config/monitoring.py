@@ -36,3 +36,6 @@ class MonitoringConfig(Section):
     max_input_shift: float = Field(default=0.15, gt=0.0, le=1.0)  # KS D on principal axes
     min_feedback_accuracy: float = Field(default=0.9, ge=0.0, le=1.0)  # corrected answers
     input_components: int = Field(default=10, ge=1, le=100)  # principal axes compared
+    # digits monitor --retrain: export and dvc repro on an alert, or once this many
+    # corrections wait that feedback/feedback.csv does not hold yet
+    retrain_after: int = Field(default=200, ge=1)

@@ -21,6 +21,7 @@ class PathsConfig(Section):
     submissions_dir: str = "submissions"
     robustness_dir: str = "robustness"
     feedback_dir: str = "feedback"
+    prepared_feedback_dir: str = "prepared_feedback"
 
     @property
     def feedback_csv(self) -> Path:

@@ -22,6 +22,14 @@ class PrepareConfig(Section):
     eda_samples_per_class: int = Field(default=10, ge=1, le=30)
 
 
+class FeedbackConfig(Section):
+    """The feedback stage: people's corrections (feedback/feedback.csv) split in two."""
+
+    # This share, chosen by a seeded hash of each picture, only scores and gates
+    # (feedback-eval); the rest (feedback-train) is mixed into training.
+    eval_fraction: float = Field(default=0.3, ge=0.0, le=1.0)
+
+
 class RobustnessConfig(Section):
     """The robustness set: evaluation digits as pictures people hand over, read the MNIST way."""
 
@@ -124,6 +132,8 @@ class TrainFamilyConfig(Section):
 
 
 class TrainConfig(Section):
+    # each feedback-train picture counts as this many train-split digits (0: none mixed in)
+    feedback_weight: float = Field(default=5.0, ge=0.0, le=100.0)
     ann: TrainFamilyConfig = TrainFamilyConfig()
     cnn: TrainFamilyConfig = TrainFamilyConfig(augmentation=AugmentationConfig(enabled=True))
 
@@ -178,5 +188,7 @@ class PromoteConfig(Section):
     # may fall below the sitting champion, however much better it is on the plain split
     min_robust_accuracy: float = Field(default=0.9, ge=0.0, le=1.0)
     max_robust_accuracy_drop: float = Field(default=0.01, ge=0.0, le=1.0)
+    # on feedback-eval (people's corrected digits), once there are any
+    min_feedback_accuracy: float = Field(default=0.9, ge=0.0, le=1.0)
     # how long a promotion or rollback waits for another's lock before failing, naming the holder
     lock_timeout_seconds: float = Field(default=600.0, gt=0.0)

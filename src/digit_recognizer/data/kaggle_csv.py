@@ -197,23 +197,26 @@ def _check_ranges(path: Path, header: list[str], values: npt.NDArray[np.int32]) 
         )
 
 
-def read_digits_csv(path: Path, *, require_labels: bool) -> DigitTable:
-    """Read and strictly validate a Kaggle-format digits CSV."""
+def read_digits_csv(path: Path, *, require_labels: bool, partial: bool = False) -> DigitTable:
+    """Read and strictly validate a Kaggle-format digits CSV. ``partial``: labelled rows that
+    may be none, or not cover every digit (people's corrections)."""
     header = _read_header(path)
-    has_labels = _check_header(path, header, require_labels=require_labels)
+    has_labels = _check_header(path, header, require_labels=require_labels or partial)
     try:
         values = _fast_read(path, header)
     except (ValueError, OSError) as error:  # pyarrow.ArrowInvalid is a ValueError
         problem = _locate_first_problem(path, header)
         first_line = str(error).splitlines()[0] if str(error) else type(error).__name__
         raise UserError(problem or f"{path}: cannot parse CSV ({first_line})") from None
+    if values.shape[0] == 0 and partial:
+        return DigitTable(np.zeros((0, PIXEL_COUNT), np.uint8), np.zeros(0, np.uint8))
     if values.shape[0] == 0:
         raise UserError(f"{path}: header only, no data rows")
     _check_ranges(path, header, values)
     labels = values[:, 0].astype(np.uint8) if has_labels else None
     images = values[:, 1:] if has_labels else values
     if labels is not None:
-        missing = sorted(set(DIGITS) - set(np.unique(labels).tolist()))
+        missing = [] if partial else sorted(set(DIGITS) - set(np.unique(labels).tolist()))
         if missing and require_labels:
             raise UserError(f"{path}: no rows for digit(s) {missing}; every digit 0-9 is needed")
         if missing:

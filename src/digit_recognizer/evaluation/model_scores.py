@@ -1,5 +1,6 @@
 """One model scored the same way whatever it is (ANN, CNN or a baseline): validation and the
-evaluation split, the robustness set, latency, footprint; metrics files and charts written.
+evaluation split, the robustness set, people's corrected digits (feedback-eval), latency,
+footprint; metrics files and charts written.
 
 Final scores are named ``test_*`` whichever labelled split they come from: data/test.csv when
 it has labels, else the holdout carved from train.csv (``evaluation_split`` says which). They
@@ -16,6 +17,7 @@ import numpy as np
 import numpy.typing as npt
 
 from digit_recognizer.config import Params
+from digit_recognizer.data.feedback import FEEDBACK_EVALUATION
 from digit_recognizer.data.robustness import (
     ROBUSTNESS_SPLIT,
     load_robustness_set,
@@ -45,6 +47,7 @@ HEADLINE_METRICS = (
     "test_accuracy",
     "test_log_loss",
     "robust_accuracy",
+    "feedback_accuracy",  # on feedback-eval, people's corrected digits (absent while none)
     "latency_ms_batch1",
     "model_size_bytes",
     "train_seconds",
@@ -70,6 +73,7 @@ class ModelScores:
     artifacts: list[Path]
     evaluation: SplitPredictions
     robustness: SplitPredictions  # the robustness set's pictures, read the MNIST way
+    feedback: SplitPredictions  # feedback-eval: people's corrected digits (maybe none)
     test_predictions: npt.NDArray[np.int64]  # data/test.csv, for the submission
 
 
@@ -87,6 +91,14 @@ def evaluate_model(model: ModelUnderTest, params: Params) -> ModelScores:
     robustness = load_robustness_set(params.paths.robustness_set)
     robust_predicted = model.predict(robustness.table.images).argmax(axis=1)
     metrics.update(robust_accuracies(robustness, robust_predicted))
+    feedback = load_split(Path(params.paths.prepared_feedback_dir), FEEDBACK_EVALUATION)
+    assert feedback.labels is not None
+    feedback_predicted = (
+        model.predict(feedback.images).argmax(axis=1) if len(feedback) else np.zeros(0, np.int64)
+    )
+    metrics["feedback_rows"] = float(len(feedback))
+    if len(feedback):
+        metrics["feedback_accuracy"] = float(np.mean(feedback_predicted == feedback.labels))
     for member, member_predict in model.members:
         for prefix, table in (("validation", validation), ("test", scored)):
             hits = member_predict(table.images).argmax(axis=1) == table.labels
@@ -120,7 +132,7 @@ def evaluate_model(model: ModelUnderTest, params: Params) -> ModelScores:
     write_json(params.paths.all_scores(model.name), {"evaluation_split": split, **rounded})
     write_json(
         params.paths.headline_metrics(model.name),
-        {key: rounded[key] for key in HEADLINE_METRICS},
+        {key: rounded[key] for key in HEADLINE_METRICS if key in rounded},
     )
     test_predictions = predicted if split == "test" else model.predict(test.images).argmax(axis=1)
     return ModelScores(
@@ -128,5 +140,6 @@ def evaluate_model(model: ModelUnderTest, params: Params) -> ModelScores:
         [confusion_png, errors_png, reliability_png],
         SplitPredictions(split, table_digest(scored), predicted),
         SplitPredictions(ROBUSTNESS_SPLIT, table_digest(robustness.table), robust_predicted),
+        SplitPredictions(FEEDBACK_EVALUATION, table_digest(feedback), feedback_predicted),
         test_predictions,
     )

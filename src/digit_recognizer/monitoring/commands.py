@@ -72,6 +72,59 @@ def export_feedback(params: Params, root: Path, output: Path) -> int:
 
 
 @dataclass(frozen=True)
+class Retraining:
+    """What ``digits monitor --retrain`` did, in one line."""
+
+    ran: bool
+    reason: str
+    decision: str | None = None  # the promote stage's: promoted | rejected | skipped
+
+    def summary(self) -> str:
+        if not self.ran:
+            return f"retrain: not needed ({self.reason})"
+        return f"retrain: dvc repro ran ({self.reason}); promotion {self.decision or 'unknown'}"
+
+
+def waiting_corrections(params: Params, root: Path) -> int:
+    """Corrected answers in the log beyond the rows feedback/feedback.csv holds now."""
+    from digit_recognizer.data.feedback import read_feedback
+
+    _, pixels, _ = open_log(params, root).labelled()
+    exported = root / params.paths.feedback_csv
+    held = len(read_feedback(exported)) if exported.exists() else 0
+    return max(0, len(pixels) - held)
+
+
+def retrain(params: Params, root: Path, report: MonitorReport) -> Retraining:
+    """On an alert, or once ``retrain_after`` corrections wait: export them and ``dvc repro``;
+    the promote stage's gates decide whether the new model replaces the champion."""
+    import json
+    import subprocess
+
+    waiting = waiting_corrections(params, root)
+    reasons = []
+    if report.alerts:
+        reasons.append("drift: " + ", ".join(measure.name for measure in report.alerts))
+    if waiting >= params.monitoring.retrain_after:
+        reasons.append(f"{waiting} new corrections")
+    if not reasons:
+        return Retraining(
+            False, f"no alert, {waiting} of {params.monitoring.retrain_after} corrections"
+        )
+    exported = export_feedback(params, root, root / params.paths.feedback_csv)
+    print(f"monitor: {exported} corrected pictures exported; dvc repro", flush=True)
+    try:
+        completed = subprocess.run(["dvc", "repro"], cwd=root, check=False)
+    except FileNotFoundError:
+        raise UserError("dvc is not on PATH; run from the project's environment") from None
+    if completed.returncode != 0:
+        raise UserError(f"dvc repro failed (exit {completed.returncode}); see its output above")
+    promotion = root / params.paths.promotion_report
+    decision = json.loads(promotion.read_text())["decision"] if promotion.exists() else None
+    return Retraining(True, "; ".join(reasons), decision)
+
+
+@dataclass(frozen=True)
 class Reference:
     """The evaluation split as the champion sees it."""
 

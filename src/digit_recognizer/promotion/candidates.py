@@ -1,7 +1,7 @@
 """The registry's side of a promotion decision: which versions are candidates, and each
-version scored on the evaluation split and the robustness set (from the predictions its
-evaluation logged when they are for the same images, else predicted again); and the
-champion's submission."""
+version scored on the evaluation split, the robustness set and feedback-eval (from the
+predictions its evaluation logged when they are for the same images, else predicted again);
+and the champion's submission."""
 
 from __future__ import annotations
 
@@ -52,16 +52,25 @@ def version_scores(
     record: tracking.VersionRecord,
     split: tuple[EvaluationSplit, DigitTable],
     robustness: RobustnessSet,
+    feedback: DigitTable,
 ) -> VersionScores:
-    """Score a version on the evaluation split and on the robustness set."""
+    """Score a version on the evaluation split, the robustness set and feedback-eval."""
     table = split[1]
-    assert table.labels is not None
+    assert table.labels is not None and feedback.labels is not None
     predicted, rescored = logged_or_predicted(
         params, registry, record, table, tracking.PREDICTIONS_ARTIFACT
     )
     robust_predicted, robust_rescored = logged_or_predicted(
         params, registry, record, robustness.table, tracking.ROBUSTNESS_PREDICTIONS_ARTIFACT
     )
+    feedback_predicted, feedback_rescored = (
+        logged_or_predicted(
+            params, registry, record, feedback, tracking.FEEDBACK_PREDICTIONS_ARTIFACT
+        )
+        if len(feedback)
+        else (np.zeros(0, np.int64), False)
+    )
+    feedback_correct = np.asarray(feedback_predicted == feedback.labels)
     evaluation_run = record.tags.get("evaluation_run_id")
     metrics = registry.run_metrics(evaluation_run) if evaluation_run else {}
     correct = np.asarray(predicted == table.labels)
@@ -75,8 +84,10 @@ def version_scores(
         min_class_recall=min(recalls),
         latency_ms=latency,
         robust_accuracy=robust_accuracies(robustness, robust_predicted)["robust_accuracy"],
-        rescored=rescored or robust_rescored,
+        feedback_accuracy=float(feedback_correct.mean()) if len(feedback) else None,
+        rescored=rescored or robust_rescored or feedback_rescored,
         correct=correct,
+        feedback_correct=feedback_correct,
     )
 
 

@@ -6,7 +6,9 @@ How a champion is chosen: among the pipeline's new candidates, the one with the 
 *validation* accuracy; it must then pass floors on the evaluation split (accuracy, every
 digit's recall, latency) and, against a sitting champion, an exact one-sided McNemar test on
 the two models' predictions for the same images: it replaces the champion only when it is
-right on significantly more of the images where the two disagree.
+right on significantly more of the images where the two disagree. Once people have corrected
+answers (feedback-eval), it may instead win there, and it must be significantly worse on
+neither: a candidate better on people's digits and no worse on the test set wins.
 """
 
 from __future__ import annotations
@@ -17,8 +19,9 @@ from pathlib import Path
 
 from digit_recognizer import tracking
 from digit_recognizer.config import Params
+from digit_recognizer.data.feedback import FEEDBACK_EVALUATION
 from digit_recognizer.data.robustness import load_robustness_set
-from digit_recognizer.data.splits import evaluation_split
+from digit_recognizer.data.splits import evaluation_split, load_split
 from digit_recognizer.errors import UserError
 from digit_recognizer.promotion.candidates import pipeline_candidates, version_scores
 from digit_recognizer.promotion.champion import ROLLED_BACK_TAG, promote_to
@@ -37,6 +40,7 @@ class PromotionReport:
     evaluation_split: str | None = None
     gates: list[Gate] = field(default_factory=list)
     comparison: Comparison | None = None
+    feedback_comparison: Comparison | None = None  # on feedback-eval, once there is any
     candidates: list[dict[str, object]] = field(default_factory=list)
 
     def as_json(self) -> dict[str, object]:
@@ -55,6 +59,8 @@ def record_decision(registry: tracking.Registry, report: PromotionReport) -> Non
     tags = {"promotion_decision": report.decision, "promotion_gates": gates[:5000]}
     if report.comparison is not None:
         tags["promotion_mcnemar"] = json.dumps(asdict(report.comparison))
+    if report.feedback_comparison is not None:
+        tags["promotion_mcnemar_feedback"] = json.dumps(asdict(report.feedback_comparison))
     evaluated = registry.description(report.candidate_version)
     decision = f"{report.decision}{' (forced)' if report.forced else ''}: {report.reason}"
     registry.tag_version(
@@ -86,8 +92,11 @@ def decide(
     # what every version is scored on, read once
     split = evaluation_split(Path(params.paths.prepared_dir))
     robustness = load_robustness_set(params.paths.robustness_set)
+    feedback = load_split(Path(params.paths.prepared_feedback_dir), FEEDBACK_EVALUATION)
     report.evaluation_split = split[0]
-    candidates = [version_scores(params, registry, record, split, robustness) for record in records]
+    candidates = [
+        version_scores(params, registry, record, split, robustness, feedback) for record in records
+    ]
     # Chosen on validation: the evaluation split only judges the choice.
     candidates.sort(key=lambda item: item.validation_accuracy or 0.0, reverse=True)
     report.candidates = [candidate.summary() for candidate in candidates]
@@ -101,13 +110,17 @@ def decide(
         return
     champion_record = registry.version(champion_version) if champion_version else None
     champion = (
-        version_scores(params, registry, champion_record, split, robustness)
+        version_scores(params, registry, champion_record, split, robustness, feedback)
         if champion_record
         else None
     )
     if champion is not None:
         report.comparison = mcnemar(chosen.correct, champion.correct)
-    report.gates = evaluate_gates(chosen, champion, report.comparison, params.promote)
+        if len(feedback):
+            report.feedback_comparison = mcnemar(chosen.feedback_correct, champion.feedback_correct)
+    report.gates = evaluate_gates(
+        chosen, champion, report.comparison, params.promote, report.feedback_comparison
+    )
     report.candidate_version, report.candidate_family = chosen.version, chosen.family
     failed = [gate.name for gate in report.gates if not gate.passed]
     if not failed or report.forced:

@@ -32,11 +32,14 @@ class VersionScores:
     min_class_recall: float
     latency_ms: float
     robust_accuracy: float  # on the robustness set: the evaluation split as pictures
+    feedback_accuracy: float | None  # on feedback-eval, people's corrected digits (None: none)
     rescored: bool  # predicted again through the registered model (other or unlogged data)
     correct: npt.NDArray[np.bool_] = field(repr=False, compare=False)
+    feedback_correct: npt.NDArray[np.bool_] = field(repr=False, compare=False)
 
     def summary(self) -> dict[str, object]:
-        return {key: value for key, value in asdict(self).items() if key != "correct"}
+        hidden = ("correct", "feedback_correct")
+        return {key: value for key, value in asdict(self).items() if key not in hidden}
 
 
 @dataclass(frozen=True)
@@ -47,6 +50,7 @@ class Comparison:
     candidate_only_right: int
     champion_only_right: int
     p_value: float  # one-sided: the candidate is right more often than chance would give
+    p_value_worse: float  # one-sided the other way: the champion is right more often
 
 
 def mcnemar(
@@ -58,12 +62,19 @@ def mcnemar(
     candidate_only = int((candidate_correct & ~champion_correct).sum())
     champion_only = int((~candidate_correct & champion_correct).sum())
     discordant = candidate_only + champion_only
-    p_value = (
-        float(binomtest(candidate_only, discordant, 0.5, alternative="greater").pvalue)
-        if discordant
-        else 1.0
+
+    def p_more(successes: int) -> float:
+        if not discordant:
+            return 1.0
+        return float(binomtest(successes, discordant, 0.5, alternative="greater").pvalue)
+
+    return Comparison(
+        len(candidate_correct),
+        candidate_only,
+        champion_only,
+        p_more(candidate_only),
+        p_more(champion_only),
     )
-    return Comparison(len(candidate_correct), candidate_only, champion_only, p_value)
 
 
 def evaluate_gates(
@@ -71,10 +82,15 @@ def evaluate_gates(
     champion: VersionScores | None,
     comparison: Comparison | None,
     gates: PromoteConfig,
+    feedback_comparison: Comparison | None = None,
 ) -> list[Gate]:
     """Floors on the candidate alone; against a sitting champion, the McNemar test and the
     robustness rule: a candidate may not fall more than ``max_robust_accuracy_drop`` below
-    the champion on the robustness set, however much better it is on the evaluation split."""
+    the champion on the robustness set, however much better it is on the evaluation split.
+
+    With people's corrected digits (feedback-eval), a candidate may win on either: it must be
+    significantly better on the evaluation split or on feedback-eval, and significantly
+    worse on neither."""
     checks = [
         Gate(
             "min_test_accuracy",
@@ -101,6 +117,15 @@ def evaluate_gates(
             candidate.robust_accuracy >= gates.min_robust_accuracy,
         ),
     ]
+    if candidate.feedback_accuracy is not None:
+        checks.append(
+            Gate(
+                "min_feedback_accuracy",
+                candidate.feedback_accuracy,
+                gates.min_feedback_accuracy,
+                candidate.feedback_accuracy >= gates.min_feedback_accuracy,
+            )
+        )
     if champion is not None:
         drop = champion.robust_accuracy - candidate.robust_accuracy
         checks.append(
@@ -112,12 +137,23 @@ def evaluate_gates(
             )
         )
     if comparison is not None:
+        better = comparison.p_value
+        if feedback_comparison is not None:
+            better = min(better, feedback_comparison.p_value)
         checks.append(
             Gate(
                 "significantly_better",
-                comparison.p_value,
+                better,
                 gates.significance_level,
-                comparison.p_value <= gates.significance_level,
+                better <= gates.significance_level,
             )
         )
+    if comparison is not None and feedback_comparison is not None:
+        for name, worse in (
+            ("not_worse_on_test", comparison.p_value_worse),
+            ("not_worse_on_feedback", feedback_comparison.p_value_worse),
+        ):
+            checks.append(
+                Gate(name, worse, gates.significance_level, worse > gates.significance_level)
+            )
     return checks

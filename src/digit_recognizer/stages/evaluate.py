@@ -80,6 +80,7 @@ def run_evaluate(params: Params, family: Family, root: Path) -> Evaluation:
         tracking.log_artifacts(scores.artifacts, "evaluation")
         tracking.log_dict(scores.evaluation.as_json(), tracking.PREDICTIONS_ARTIFACT)
         tracking.log_dict(scores.robustness.as_json(), tracking.ROBUSTNESS_PREDICTIONS_ARTIFACT)
+        tracking.log_dict(scores.feedback.as_json(), tracking.FEEDBACK_PREDICTIONS_ARTIFACT)
     tracking.Registry(store, trained.registered_name).tag_version(
         trained.version,
         {

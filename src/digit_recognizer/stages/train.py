@@ -1,8 +1,9 @@
 """The train stage: the final model of one family from its tuned hyperparameters.
 
 The validation split drives early stopping and the learning-rate schedule; the CNN trains with
-augmentation by default. With ``members`` above 1, that many networks train with successive
-seeds and are saved as one model averaging their probabilities (the `full` profile).
+augmentation by default. People's corrections (feedback-train) are mixed into the train split,
+each ``train.feedback_weight`` times. With ``members`` above 1, that many networks train with
+successive seeds and are saved as one model averaging their probabilities (the `full` profile).
 Outputs: ``models/<family>.keras``, the per-epoch history (a DVC plot), a learning-curve PNG,
 ``models/<family>.json`` (MLflow run, model URI and registered version) and an MLflow run whose
 model is registered as a new version of the project's model.
@@ -18,6 +19,7 @@ from typing import TYPE_CHECKING
 
 from digit_recognizer import tracking
 from digit_recognizer.config import Family, Params, TrainFamilyConfig
+from digit_recognizer.data.feedback import FEEDBACK_TRAIN, mixed_in
 from digit_recognizer.data.splits import load_split, prepared_data_md5
 from digit_recognizer.files import atomic_path, write_json, write_text
 from digit_recognizer.models.architectures import average_of, build_model, hyperparameters_from
@@ -76,7 +78,11 @@ def run_train(params: Params, family: Family, root: Path) -> TrainedModel:
     hyperparameters = load_best_hyperparameters(paths, family)
     typed_hyperparameters = hyperparameters_from(family, hyperparameters)
     prepared_dir = Path(paths.prepared_dir)
-    train, validation = load_split(prepared_dir, "train"), load_split(prepared_dir, "validation")
+    feedback = load_split(Path(paths.prepared_feedback_dir), FEEDBACK_TRAIN)
+    train = mixed_in(
+        load_split(prepared_dir, "train"), feedback, params.train.feedback_weight, params.seed
+    )
+    validation = load_split(prepared_dir, "validation")
     precision, compute_params = announce_compute(params.compute.precision, f"train {family}")
 
     tags = tracking.lineage_tags(root, prepared_data_md5(paths), "train", family)
@@ -86,6 +92,8 @@ def run_train(params: Params, family: Family, root: Path) -> TrainedModel:
             {
                 "family": family,
                 "seed": params.seed,
+                "feedback_weight": params.train.feedback_weight,
+                "feedback_train_rows": len(feedback),
                 **compute_params,
                 **{f"hp.{key}": value for key, value in hyperparameters.items()},
                 **{

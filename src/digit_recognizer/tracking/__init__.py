@@ -21,6 +21,7 @@ from digit_recognizer.tracking.model_registry import (
     version_uri,
 )
 from digit_recognizer.tracking.runs import (
+    FEEDBACK_PREDICTIONS_ARTIFACT,
     HOST_TAG,
     NOTE_TAG,
     PREDICTIONS_ARTIFACT,
@@ -49,6 +50,7 @@ from digit_recognizer.tracking.store import (
 
 __all__ = [
     "CHAMPION",
+    "FEEDBACK_PREDICTIONS_ARTIFACT",
     "HOST_TAG",
     "NOTE_TAG",
     "PREDICTIONS_ARTIFACT",

@@ -19,6 +19,7 @@ NOTE_TAG = "mlflow.note.content"  # the run's description in the MLflow UI
 # An evaluation run's per-image predictions on its evaluation split (SplitPredictions).
 PREDICTIONS_ARTIFACT = "evaluation/predictions.json"
 ROBUSTNESS_PREDICTIONS_ARTIFACT = "evaluation/robustness_predictions.json"
+FEEDBACK_PREDICTIONS_ARTIFACT = "evaluation/feedback_predictions.json"  # feedback-eval
 
 
 def git_commit(root: Path) -> str | None:
