@@ -89,7 +89,7 @@ def test_a_full_queue_or_a_store_that_is_down_drops_and_counts_without_blocking(
     assert writer.dropped == 50 == sum(dropped)
 
 
-def _write_from_a_process(url: str, seed: int) -> None:
+def write_records_from_a_process(url: str, seed: int) -> None:
     log = PredictionLog(url)
     log.create_tables()
     writer = LogWriter(log, queue_size=5_000, batch_size=50, flush_seconds=0.01)
@@ -103,7 +103,9 @@ def test_two_processes_writing_at_once_lose_nothing(tmp_path: Path) -> None:
     # given one SQLite log and two processes (the server's two workers)
     url = f"sqlite:///{tmp_path / 'shared.db'}"
     context = multiprocessing.get_context("spawn")
-    workers = [context.Process(target=_write_from_a_process, args=(url, seed)) for seed in (1, 2)]
+    workers = [
+        context.Process(target=write_records_from_a_process, args=(url, seed)) for seed in (1, 2)
+    ]
     # when both write 2,000 records at the same time
     for worker in workers:
         worker.start()
