@@ -209,3 +209,33 @@ def test_retention_keeps_the_newest_rows_and_days(log: PredictionLog) -> None:
     assert log.count() == 5
     assert len(log.window(since=now - 60, last=None)) == 5
     assert len(log.window(since=None, last=3)) == 3
+
+
+def test_since_takes_a_duration_or_a_time_and_names_a_bad_one() -> None:
+    from datetime import datetime
+
+    from digit_recognizer.monitoring.commands import since_timestamp
+
+    now = 1_800_000_000.0
+    assert since_timestamp("30m", now) == now - 1_800
+    assert since_timestamp("7d", now) == now - 7 * 86_400
+    moment = datetime(2026, 12, 1, 8, 0)
+    assert since_timestamp("2026-12-01T08:00", now) == moment.timestamp()
+    with pytest.raises(UserError, match="--since 'yesterday': give a duration"):
+        since_timestamp("yesterday", now)
+
+
+def test_a_log_url_that_is_no_database_is_one_line(
+    project: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from digit_recognizer.cli import main
+
+    for url, message in (
+        ("not a url at all", "is not a database URL"),
+        ("nosuchdb://user:secret@host/db", "no driver for nosuchdb://user:***@host/db"),
+    ):
+        monkeypatch.setenv("DIGITS_PREDICTION_LOG_URL", url)
+        assert main(["monitor"]) == 2
+        error = capsys.readouterr().err
+        assert message in error and "secret" not in error, error
+        assert error.count("\n") == 1

@@ -57,7 +57,7 @@ def _environment(store: tracking.Store) -> dict[str, str]:
 
 def serve_command(params: Params, root: Path, version: str | None, port: int) -> ServerCommand:
     """MLflow's scoring app under uvicorn, following ``@champion`` unless a version is pinned."""
-    from digit_recognizer.monitoring.log import log_url
+    from digit_recognizer.monitoring.log import PredictionLog, log_url
     from digit_recognizer.monitoring.metrics import MULTIPROCESS_VARIABLE
     from digit_recognizer.serving.following import ServedModel
     from digit_recognizer.serving.recording import LogSettings
@@ -72,6 +72,9 @@ def serve_command(params: Params, root: Path, version: str | None, port: int) ->
         )
     if version is not None and registry.version(version) is None:
         raise UserError(f"registered model '{registry.name}' has no version {version}")
+    prediction_log = log_url(params.monitoring, root) if params.monitoring.enabled else ""
+    if prediction_log:
+        PredictionLog(prediction_log)  # a URL that is no database URL: one line, before workers
     served = ServedModel(
         tracking_uri=store.uri,
         name=registry.name,
@@ -81,7 +84,7 @@ def serve_command(params: Params, root: Path, version: str | None, port: int) ->
         max_body_bytes=params.serve.max_request_bytes,
         max_picture_pixels=params.pictures.max_pixels,
         log=LogSettings(
-            url=log_url(params.monitoring, root) if params.monitoring.enabled else "",
+            url=prediction_log,
             store_pixels=params.monitoring.store_pixels,
             queue_size=params.monitoring.queue_size,
             batch_size=params.monitoring.batch_size,
