@@ -49,7 +49,12 @@ from digit_recognizer.data.robustness import png_bytes, read_rendered, render
 from digit_recognizer.data.splits import evaluation_split
 from digit_recognizer.files import write_json, write_text
 from digit_recognizer.monitoring.commands import Reference, compare
-from digit_recognizer.monitoring.log import LoggedWindow, PredictionLog, PredictionRecord
+from digit_recognizer.monitoring.log import (
+    AnswerBatch,
+    LoggedWindow,
+    PredictionLog,
+    new_prediction_ids,
+)
 from digit_recognizer.monitoring.report import draw_chart
 
 WINDOW = 500
@@ -119,7 +124,7 @@ def drift(params: Params, root: Path, figures: Path) -> dict[str, Any]:
         form = "rows" if number % 2 == 0 else "canvas"
         pixels = rows if form == "rows" else np.stack([canvas(row) for row in rows])
         report, _ = judged(pixels)
-        quiet.append({"form": form, "alerts": [m.name for m in report.alerts], **report.metrics()})
+        quiet.append({**report.metrics(), "form": form, "alerted": [m.name for m in report.alerts]})
         print(f"drift: in-distribution window {number + 1} ({form}): {report.summary()}")
     writers, _ = other_writers()
     count = round(WINDOW * SHARE)
@@ -138,7 +143,7 @@ def drift(params: Params, root: Path, figures: Path) -> dict[str, Any]:
         pixels = np.concatenate([base, foreign])[rng.permutation(WINDOW)]
         report, distributions = judged(pixels)
         shifted.append(
-            {"population": name, "alerts": [m.name for m in report.alerts], **report.metrics()}
+            {**report.metrics(), "population": name, "alerted": [m.name for m in report.alerts]}
         )
         print(f"drift: 30 % {name}: {report.summary()}")
         if name == "other writers on paper":
@@ -148,9 +153,9 @@ def drift(params: Params, root: Path, figures: Path) -> dict[str, Any]:
         "window": WINDOW,
         "foreign_share": SHARE,
         "in_distribution_windows": quiet,
-        "false_alarms": sum(bool(item["alerts"]) for item in quiet),
+        "false_alarms": sum(bool(item["alerted"]) for item in quiet),
         "shifted_windows": shifted,
-        "flagged": sum(bool(item["alerts"]) for item in shifted),
+        "flagged": sum(bool(item["alerted"]) for item in shifted),
     }
 
 
@@ -244,7 +249,7 @@ def log_cost(root: Path, folder: Path, images: npt.NDArray[np.uint8]) -> dict[st
     }
     print(
         f"log cost: p50 {result['p50_ms_log_on']:.2f} ms on, {result['p50_ms_log_off']:.2f} ms "
-        f"off (+{result['p50_added_ms']:.2f} ms); batch throughput "
+        f"off ({result['p50_added_ms']:+.2f} ms); batch throughput "
         f"{result['batch_throughput_ratio']:.1%} of log off (medians of 7 alternated rounds)"
     )
     return result
@@ -290,17 +295,15 @@ def monitor_time(root: Path, folder: Path, images: npt.NDArray[np.uint8]) -> dic
         probabilities = rng.dirichlet(np.ones(10) * 0.1, 5_000).astype(np.float32)
         log.insert(
             [
-                PredictionRecord(
-                    f"{start + index:032x}",
-                    now - 100_000 + start + index,
+                AnswerBatch(
+                    new_prediction_ids(5_000),
+                    now - 100_000 + start,
                     "1",
                     "json",
-                    int(row.argmax()),
-                    row,
-                    images[chosen[index]],
+                    probabilities,
+                    images[chosen],
                     1.0,
                 )
-                for index, row in enumerate(probabilities)
             ]
         )
     seconds = []
@@ -331,7 +334,7 @@ def rendered(results: dict[str, Any]) -> str:
     drift_results, cost = results["drift"], results["log_cost"]
     lost, monitor = results["nothing_lost"], results["monitor"]
     shifted = "; ".join(
-        f"{item['population']}: {', '.join(item['alerts']) or 'not flagged'}"
+        f"{item['population']}: {', '.join(item['alerted']) or 'not flagged'}"
         for item in drift_results["shifted_windows"]
     )
     rows = [
@@ -346,7 +349,7 @@ def rendered(results: dict[str, Any]) -> str:
         (
             "serving p50, one row, log on / off (median of 7 alternated rounds)",
             f"{cost['p50_ms_log_on']:.2f} / {cost['p50_ms_log_off']:.2f} ms "
-            f"(+{cost['p50_added_ms']:.2f} ms)",
+            f"({cost['p50_added_ms']:+.2f} ms)",
         ),
         (
             "batch throughput with the log, against without (batches of 256)",

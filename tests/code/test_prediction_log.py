@@ -3,6 +3,7 @@ export, retention, and several processes writing at once."""
 
 from __future__ import annotations
 
+import dataclasses
 import multiprocessing
 import time
 from pathlib import Path
@@ -21,28 +22,22 @@ from digit_recognizer.monitoring.corrections import (
     export_labelled,
     record_corrections,
 )
-from digit_recognizer.monitoring.log import PredictionLog, PredictionRecord, new_prediction_id
+from digit_recognizer.monitoring.log import AnswerBatch, PredictionLog, new_prediction_ids
 from digit_recognizer.monitoring.writer import LogWriter
 
 
-def records(count: int, seed: int = 0, created_at: float | None = None) -> list[PredictionRecord]:
+def records(count: int, seed: int = 0, created_at: float | None = None) -> AnswerBatch:
+    """One request's answers: ``count`` rows of random pixels and probabilities."""
     generator = np.random.default_rng(seed)
-    found = []
-    for _ in range(count):
-        probabilities = generator.dirichlet(np.ones(10)).astype(np.float32)
-        found.append(
-            PredictionRecord(
-                prediction_id=new_prediction_id(),
-                created_at=time.time() if created_at is None else created_at,
-                version="3",
-                input_kind="json",
-                label=int(probabilities.argmax()),
-                probabilities=probabilities,
-                pixels=generator.integers(0, 256, 784, dtype=np.uint8),
-                latency_ms=1.5,
-            )
-        )
-    return found
+    return AnswerBatch(
+        prediction_ids=new_prediction_ids(count),
+        created_at=time.time() if created_at is None else created_at,
+        version="3",
+        input_kind="json",
+        probabilities=generator.dirichlet(np.ones(10), count).astype(np.float32),
+        pixels=generator.integers(0, 256, (count, 784), dtype=np.uint8),
+        latency_ms=1.5,
+    )
 
 
 @pytest.fixture
@@ -55,19 +50,21 @@ def log(tmp_path: Path) -> PredictionLog:
 def test_the_writer_keeps_every_record_and_close_writes_what_waits(log: PredictionLog) -> None:
     # given a writer that batches by 64 and flushes rarely
     writer = LogWriter(log, queue_size=10_000, batch_size=64, flush_seconds=5.0)
-    sent = records(1_000)
-    # when records arrive in bursts and the writer is closed at once (SIGTERM's shutdown)
-    for start in range(0, len(sent), 100):
-        writer.submit(sent[start : start + 100])
+    sent = [records(100, seed=seed) for seed in range(10)]
+    # when requests of 100 rows arrive in a burst and the writer is closed at once (SIGTERM)
+    for answers in sent:
+        writer.submit(answers)
     writer.close()
     # then every record is in the log, whole
     assert (writer.written, writer.dropped) == (1_000, 0)
     window = log.window(since=None, last=None)
-    assert sorted(window.prediction_ids) == sorted(record.prediction_id for record in sent)
-    by_id = {record.prediction_id: record for record in sent}
+    assert sorted(window.prediction_ids) == sorted(key for a in sent for key in a.prediction_ids)
     first = window.prediction_ids[0]
-    assert np.array_equal(window.pixels[0], np.asarray(by_id[first].pixels))
-    assert np.allclose(window.probabilities[0], by_id[first].probabilities)
+    request = next(answers for answers in sent if first in answers.prediction_ids)
+    index = request.prediction_ids.index(first)
+    assert request.pixels is not None
+    assert np.array_equal(window.pixels[0], request.pixels[index])
+    assert np.allclose(window.probabilities[0], request.probabilities[index])
 
 
 def test_a_full_queue_or_a_store_that_is_down_drops_and_counts_without_blocking(
@@ -78,9 +75,10 @@ def test_a_full_queue_or_a_store_that_is_down_drops_and_counts_without_blocking(
         connection.exec_driver_sql("DROP TABLE predictions")
     dropped: list[int] = []
     writer = LogWriter(log, queue_size=10, batch_size=5, flush_seconds=0.05, on_drop=dropped.append)
-    # when 50 records arrive at once
+    # when 50 records arrive, ten at a time
     started = time.perf_counter()
-    writer.submit(records(50))
+    for seed in range(5):
+        writer.submit(records(10, seed=seed))
     submitted_in = time.perf_counter() - started
     writer.close()
     # then submitting took no time, nothing was written, and all 50 were counted as dropped
@@ -94,7 +92,7 @@ def write_records_from_a_process(url: str, seed: int) -> None:
     log.create_tables()
     writer = LogWriter(log, queue_size=5_000, batch_size=50, flush_seconds=0.01)
     for start in range(0, 2_000, 20):
-        writer.submit(records(20, seed=seed * 1_000 + start))
+        writer.submit(records(20, seed=seed * 1_000 + start))  # one request of 20 rows
     writer.close()
     assert writer.dropped == 0
 
@@ -119,8 +117,8 @@ def test_two_processes_writing_at_once_lose_nothing(tmp_path: Path) -> None:
 def test_corrections_are_checked_appended_and_the_newest_counts(log: PredictionLog) -> None:
     # given three answers in the log
     sent = records(3)
-    log.insert(sent)
-    first, second = sent[0].prediction_id, sent[1].prediction_id
+    log.insert([sent])
+    first, second = sent.prediction_ids[0], sent.prediction_ids[1]
     # when a label is given twice for one answer and once for another
     record_corrections(log, [(first, 4)], "page")
     record_corrections(log, [(first, 7), (second, 2)], "api")
@@ -152,17 +150,18 @@ def test_corrections_are_checked_appended_and_the_newest_counts(log: PredictionL
 def test_a_corrections_file_is_all_or_nothing_and_names_the_line(
     log: PredictionLog, tmp_path: Path
 ) -> None:
-    sent = records(2)
-    log.insert(sent)
+    answers = records(2)
+    log.insert([answers])
+    sent = answers.prediction_ids
     good = tmp_path / "good.csv"
-    good.write_text(f"prediction_id,label\n{sent[0].prediction_id},3\n{sent[1].prediction_id},9\n")
+    good.write_text(f"prediction_id,label\n{sent[0]},3\n{sent[1]},9\n")
     assert add_corrections_file(log, good) == 2
-    assert log.newest_corrections() == {sent[0].prediction_id: 3, sent[1].prediction_id: 9}
+    assert log.newest_corrections() == {sent[0]: 3, sent[1]: 9}
     cases = {
         "id,digit\nx,1\n": "line 1: the header must be 'prediction_id,label'",
-        f"prediction_id,label\n{sent[0].prediction_id},12\n": "line 2: label must be a digit",
-        f"prediction_id,label\n{sent[0].prediction_id},1,2\n": "line 2: expected 2 values",
-        f"prediction_id,label\n{sent[0].prediction_id},1\nunknown,1\n": "'unknown' in the log",
+        f"prediction_id,label\n{sent[0]},12\n": "line 2: label must be a digit",
+        f"prediction_id,label\n{sent[0]},1,2\n": "line 2: expected 2 values",
+        f"prediction_id,label\n{sent[0]},1\nunknown,1\n": "'unknown' in the log",
         "prediction_id,label\n": "no corrections after the header",
     }
     for number, (content, message) in enumerate(cases.items()):
@@ -170,7 +169,7 @@ def test_a_corrections_file_is_all_or_nothing_and_names_the_line(
         bad.write_text(content)
         with pytest.raises(UserError, match=message):
             add_corrections_file(log, bad)
-    assert log.newest_corrections()[sent[0].prediction_id] == 3, "nothing added by a bad file"
+    assert log.newest_corrections()[sent[0]] == 3, "nothing added by a bad file"
     with pytest.raises(UserError, match="file not found"):
         add_corrections_file(log, tmp_path / "missing.csv")
 
@@ -179,11 +178,14 @@ def test_export_writes_the_corrected_pictures_in_kaggle_train_layout(
     log: PredictionLog, tmp_path: Path
 ) -> None:
     # given four answers, two of them corrected, one of those without its pixels
-    sent = records(4)
-    without_pixels = PredictionRecord(**{**sent[3].__dict__, "pixels": None})
-    log.insert([*sent[:3], without_pixels])
-    record_corrections(log, [(sent[0].prediction_id, 5), (sent[3].prediction_id, 1)], "api")
-    record_corrections(log, [(sent[2].prediction_id, 8)], "api")
+    sent = records(3)
+    without_pixels = dataclasses.replace(records(1, seed=1), pixels=None)
+    log.insert([sent, without_pixels])
+    assert sent.pixels is not None
+    record_corrections(
+        log, [(sent.prediction_ids[0], 5), (without_pixels.prediction_ids[0], 1)], "api"
+    )
+    record_corrections(log, [(sent.prediction_ids[2], 8)], "api")
     # when exported
     output = tmp_path / "feedback" / "feedback.csv"
     assert export_labelled(log, output) == 2
@@ -191,7 +193,7 @@ def test_export_writes_the_corrected_pictures_in_kaggle_train_layout(
     table = read_digits_csv(output, require_labels=False)
     assert table.labels is not None
     expected = sorted(
-        [(sent[0].prediction_id, 5, sent[0].pixels), (sent[2].prediction_id, 8, sent[2].pixels)]
+        [(sent.prediction_ids[0], 5, sent.pixels[0]), (sent.prediction_ids[2], 8, sent.pixels[2])]
     )
     assert table.labels.tolist() == [label for _, label, _ in expected]
     assert np.array_equal(table.images, np.stack([np.asarray(pixels) for *_, pixels in expected]))
@@ -199,9 +201,9 @@ def test_export_writes_the_corrected_pictures_in_kaggle_train_layout(
 
 def test_retention_keeps_the_newest_rows_and_days(log: PredictionLog) -> None:
     now = time.time()
-    log.insert(records(5, created_at=now - 10 * 86_400))
-    log.insert(records(5, seed=1, created_at=now - 3600))
-    log.insert(records(5, seed=2, created_at=now))
+    log.insert([records(5, created_at=now - 10 * 86_400)])
+    log.insert([records(5, seed=1, created_at=now - 3600)])
+    log.insert([records(5, seed=2, created_at=now)])
     config = MonitoringConfig(retention_days=7.0, retention_rows=0)
     assert log.apply_retention(config, now) == 5
     assert log.count() == 10

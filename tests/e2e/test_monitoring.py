@@ -24,10 +24,10 @@ from digit_recognizer.data.kaggle_csv import read_digits_csv
 from digit_recognizer.data.splits import evaluation_split
 from digit_recognizer.monitoring.commands import EXIT_ALERT, MONITORING_EXPERIMENT
 from digit_recognizer.monitoring.log import (
+    AnswerBatch,
     PredictionLog,
-    PredictionRecord,
     log_url,
-    new_prediction_id,
+    new_prediction_ids,
 )
 from tests.e2e.test_serving import (
     request,
@@ -140,11 +140,14 @@ def test_sigterm_writes_every_queued_record(
         for _ in range(30):
             assert request(f"{base}/invocations", split_payload(rows))[0] == 200
     finally:
-        # and it is stopped as a service manager stops it
-        os.killpg(process.pid, signal.SIGTERM)
+        # and `digits serve` alone is stopped (kill PID), as a service manager may stop it
+        os.kill(process.pid, signal.SIGTERM)
         process.wait(timeout=90)
-    # then not one record is lost
+    # then not one record is lost, and no server process is left behind
     assert project_log(project).count() == 600
+    time.sleep(1)
+    with pytest.raises(ProcessLookupError):
+        os.killpg(process.pid, 0)
 
 
 def insert_answers(log: PredictionLog, version: str, pixels: np.ndarray, start: float) -> list[str]:
@@ -155,14 +158,11 @@ def insert_answers(log: PredictionLog, version: str, pixels: np.ndarray, start: 
     model = mlflow.pyfunc.load_model(f"models:/digit-recognizer/{version}")
     frame = model.predict(pixel_frame(pixels.astype(np.uint8)))
     probabilities = frame[list(PROBABILITY_COLUMNS)].to_numpy().astype(np.float32)
-    records = [
-        PredictionRecord(
-            new_prediction_id(), start + index, version, "json", int(row.argmax()), row, image, 2.0
-        )
-        for index, (row, image) in enumerate(zip(probabilities, pixels, strict=True))
-    ]
-    log.insert(records)
-    return [record.prediction_id for record in records]
+    answers = AnswerBatch(
+        new_prediction_ids(len(pixels)), start, version, "json", probabilities, pixels, 2.0
+    )
+    log.insert([answers])
+    return answers.prediction_ids
 
 
 @pytest.mark.slow

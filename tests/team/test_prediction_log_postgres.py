@@ -77,8 +77,9 @@ def test_the_log_on_postgresql_keeps_one_record_per_answer_from_two_processes(
     assert [worker.exitcode for worker in workers] == [0, 0]
     assert log.count() == 4_000
     sent = records(2)
-    log.insert(sent)
-    record_corrections(log, [(sent[0].prediction_id, 4), (sent[0].prediction_id, 6)], "api")
-    assert log.newest_corrections([sent[0].prediction_id]) == {sent[0].prediction_id: 6}
+    log.insert([sent])
+    first = sent.prediction_ids[0]
+    record_corrections(log, [(first, 4), (first, 6)], "api")
+    assert log.newest_corrections([first]) == {first: 6}
     window = log.window(since=None, last=2)
-    assert sorted(window.prediction_ids) == sorted(record.prediction_id for record in sent)
+    assert sorted(window.prediction_ids) == sorted(sent.prediction_ids)

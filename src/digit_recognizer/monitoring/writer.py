@@ -9,15 +9,16 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
-from digit_recognizer.monitoring.log import PredictionLog, PredictionRecord, redacted
+from digit_recognizer.monitoring.log import AnswerBatch, PredictionLog, redacted
 
 _CLOSE = None  # the queue's end marker
 
 
 class LogWriter:
-    """Queue records from any thread; a daemon thread inserts them in batches."""
+    """Queue answers from any thread, a request's rows as one item; a daemon thread inserts
+    them in batches of about ``batch_size`` records. ``queue_size`` counts records."""
 
     def __init__(
         self,
@@ -34,20 +35,24 @@ class LogWriter:
         self.dropped = 0
         self.written = 0
         self._on_drop = on_drop
-        self._queue: queue.Queue[PredictionRecord | None] = queue.Queue(maxsize=queue_size)
+        self.queue_size = queue_size
+        self._queued = 0  # records waiting
+        self._queue: queue.Queue[AnswerBatch | None] = queue.Queue()
         self._lock = threading.Lock()
         self._last_complaint = 0.0
         self._thread = threading.Thread(target=self._drain, name="prediction-log", daemon=True)
         self._thread.start()
 
-    def submit(self, records: Sequence[PredictionRecord]) -> None:
-        """Queue the records without waiting; those that do not fit are dropped and counted."""
-        for index, record in enumerate(records):
-            try:
-                self._queue.put_nowait(record)
-            except queue.Full:
-                self._drop(len(records) - index, "the queue is full (monitoring.queue_size)")
-                return
+    def submit(self, answers: AnswerBatch) -> None:
+        """Queue a request's records without waiting; past ``queue_size`` they are dropped."""
+        with self._lock:
+            fits = self._queued + len(answers) <= self.queue_size
+            if fits:
+                self._queued += len(answers)
+        if not fits:
+            self._drop(len(answers), "the queue is full (monitoring.queue_size)")
+            return
+        self._queue.put(answers)
 
     def close(self, timeout: float = 30.0) -> None:
         """Write everything queued, then stop the thread."""
@@ -70,15 +75,16 @@ class LogWriter:
             )
 
     def _drain(self) -> None:
-        """Insert a batch when it is full or its first record has waited ``flush_seconds``."""
+        """Insert when about ``batch_size`` records wait or the first has waited
+        ``flush_seconds``."""
         closing = False
         while not closing:
             first = self._queue.get()
             if first is _CLOSE:
                 return
-            batch = [first]
+            batch, records = [first], len(first)
             deadline = time.monotonic() + self.flush_seconds
-            while len(batch) < self.batch_size:
+            while records < self.batch_size:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     break
@@ -90,14 +96,17 @@ class LogWriter:
                     closing = True
                     break
                 batch.append(item)
-            self._write(batch)
+                records += len(item)
+            with self._lock:
+                self._queued -= records
+            self._write(batch, records)
 
-    def _write(self, batch: list[PredictionRecord]) -> None:
+    def _write(self, batch: list[AnswerBatch], records: int) -> None:
         try:
             self.log.insert(batch)
         except Exception as error:  # a store that is down must not stop serving
             first_line = str(error).splitlines()[0] if str(error) else type(error).__name__
-            self._drop(len(batch), f"{redacted(self.log.url)}: {first_line[:200]}")
+            self._drop(records, f"{redacted(self.log.url)}: {first_line[:200]}")
             return
         with self._lock:
-            self.written += len(batch)
+            self.written += records

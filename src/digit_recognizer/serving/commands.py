@@ -18,6 +18,9 @@ from digit_recognizer.data.kaggle_csv import read_digits_csv, write_submission
 from digit_recognizer.data.pictures import PICTURE_SUFFIXES, PictureLimits, read_picture
 from digit_recognizer.errors import UserError
 
+# How long a stopped server may take to finish its requests and write its queued records.
+SHUTDOWN_SECONDS = 60.0
+
 
 @dataclass(frozen=True)
 class ServerCommand:
@@ -26,16 +29,25 @@ class ServerCommand:
 
 
 def run_server(command: ServerCommand) -> None:
-    """Run a server in the foreground until it exits or Ctrl-C; a crash is one line."""
+    """Run a server in the foreground until it exits or Ctrl-C / SIGTERM, which are passed on
+    as SIGTERM so that it finishes its requests and writes its queued records; a crash is one
+    line."""
     import subprocess
 
     print(" ".join(command.argv), file=sys.stderr, flush=True)
+    process = subprocess.Popen(command.argv, env=command.environment)
     try:
-        completed = subprocess.run(command.argv, env=command.environment, check=False)
-    except KeyboardInterrupt:
+        returncode = process.wait()
+    except KeyboardInterrupt:  # the CLI turns SIGTERM into this too
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=SHUTDOWN_SECONDS)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
         return
-    if completed.returncode not in (0, -signal.SIGINT, -signal.SIGTERM):
-        raise UserError(f"{command.argv[0]} exited with status {completed.returncode}")
+    if returncode not in (0, -signal.SIGINT, -signal.SIGTERM):
+        raise UserError(f"{command.argv[0]} exited with status {returncode}")
 
 
 def model_uri(params: Params, version: str | None) -> str:

@@ -10,7 +10,7 @@ import numpy as np
 import numpy.typing as npt
 
 from digit_recognizer.monitoring.corrections import UnknownPrediction, record_corrections
-from digit_recognizer.monitoring.log import PredictionLog, PredictionRecord, new_prediction_id
+from digit_recognizer.monitoring.log import AnswerBatch, PredictionLog, new_prediction_ids
 from digit_recognizer.monitoring.metrics import ServingMetrics
 from digit_recognizer.monitoring.writer import LogWriter
 
@@ -61,26 +61,17 @@ class Recorder:
         self.metrics.answered(probabilities)
         if self.writer is None:
             return []
-        now = time.time()
-        latency_ms = (time.perf_counter() - started) * 1000
-        identifiers = [new_prediction_id() for _ in range(len(pixels))]
-        kept = pixels.astype(np.uint8) if self.settings.store_pixels else None
+        identifiers = new_prediction_ids(len(pixels))
         self.writer.submit(
-            [
-                PredictionRecord(
-                    prediction_id=identifier,
-                    created_at=now,
-                    version=version,
-                    input_kind=kind,
-                    label=int(row.argmax()),
-                    probabilities=row.astype(np.float32),
-                    pixels=None if kept is None else kept[index],
-                    latency_ms=latency_ms,
-                )
-                for index, (identifier, row) in enumerate(
-                    zip(identifiers, probabilities, strict=True)
-                )
-            ]
+            AnswerBatch(
+                prediction_ids=identifiers,
+                created_at=time.time(),
+                version=version,
+                input_kind=kind,
+                probabilities=probabilities.astype(np.float32),
+                pixels=pixels.astype(np.uint8) if self.settings.store_pixels else None,
+                latency_ms=(time.perf_counter() - started) * 1000,
+            )
         )
         return identifiers
 
