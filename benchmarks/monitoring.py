@@ -63,10 +63,15 @@ DIGITS = [sys.executable, "-m", "digit_recognizer.cli"]
 
 
 def cpu_model() -> str:
+    """The CPU's name and the vector extensions its kernels use (read now, never assumed)."""
+    name, flags = platform.processor() or "unknown", set()
     for line in Path("/proc/cpuinfo").read_text().splitlines():
         if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown"
+            name = line.split(":", 1)[1].strip()
+        elif line.startswith("flags"):
+            flags = set(line.split(":", 1)[1].split())
+    vectors = "AVX-512" if "avx512f" in flags else "AVX2, no AVX-512" if "avx2" in flags else ""
+    return f"{name} ({vectors})" if vectors else name
 
 
 def canvas(row: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:
