@@ -98,7 +98,8 @@ def main() -> None:
                 post(f"{base}/feedback", body, "application/json")
             started = time.monotonic()
             subprocess.run([*DIGITS, "feedback", "export"], cwd=root, env=environment, check=True)
-            subprocess.run(["dvc", "repro"], cwd=root, env=environment, check=True)
+            dvc = str(Path(sys.executable).with_name("dvc"))  # the project's environment's
+            subprocess.run([dvc, "repro"], cwd=root, env=environment, check=True)
             repro_seconds = time.monotonic() - started
             promotion = json.loads((root / params.paths.promotion_report).read_text())
             time.sleep(3 * params.serve.poll_seconds)  # the server follows the alias

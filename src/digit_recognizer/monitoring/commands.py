@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
+import sys
 import tempfile
 import time
 from collections import Counter
@@ -113,10 +116,11 @@ def retrain(params: Params, root: Path, report: MonitorReport) -> Retraining:
         )
     exported = export_feedback(params, root, root / params.paths.feedback_csv)
     print(f"monitor: {exported} corrected pictures exported; dvc repro", flush=True)
-    try:
-        completed = subprocess.run(["dvc", "repro"], cwd=root, check=False)
-    except FileNotFoundError:
-        raise UserError("dvc is not on PATH; run from the project's environment") from None
+    # the dvc of the environment digits runs in, whatever PATH says (cron's is short)
+    dvc = shutil.which("dvc", path=f"{Path(sys.executable).parent}{os.pathsep}{os.defpath}")
+    if dvc is None:
+        raise UserError("dvc is not installed beside digits; run make run once (it sets up .venv)")
+    completed = subprocess.run([dvc, "repro"], cwd=root, check=False)
     if completed.returncode != 0:
         raise UserError(f"dvc repro failed (exit {completed.returncode}); see its output above")
     promotion = root / params.paths.promotion_report
