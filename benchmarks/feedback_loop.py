@@ -71,6 +71,8 @@ def main() -> None:
         environment = {
             **os.environ,
             "DIGITS_PREDICTION_LOG_URL": f"sqlite:///{Path(folder) / 'log.db'}",
+            # dvc and the digits its stages run: this environment's
+            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
         }
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", 0))
@@ -98,8 +100,7 @@ def main() -> None:
                 post(f"{base}/feedback", body, "application/json")
             started = time.monotonic()
             subprocess.run([*DIGITS, "feedback", "export"], cwd=root, env=environment, check=True)
-            dvc = str(Path(sys.executable).with_name("dvc"))  # the project's environment's
-            subprocess.run([dvc, "repro"], cwd=root, env=environment, check=True)
+            subprocess.run(["dvc", "repro"], cwd=root, env=environment, check=True)
             repro_seconds = time.monotonic() - started
             promotion = json.loads((root / params.paths.promotion_report).read_text())
             time.sleep(3 * params.serve.poll_seconds)  # the server follows the alias

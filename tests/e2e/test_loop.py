@@ -95,8 +95,9 @@ def test_corrections_of_a_drifted_stream_retrain_and_promote_a_better_champion(
                 json.dumps({"prediction_id": identifier, "label": label}).encode(),
             )
             assert status == 204, body
-        # and the monitor is asked to retrain
-        status, output = digits(tmp_path, environment, "monitor", "--last", "300", "--retrain")
+        # and the monitor is asked to retrain, from cron (whose PATH holds no project tools)
+        cron = {**environment, "PATH": "/usr/bin:/bin"}
+        status, output = digits(tmp_path, cron, "monitor", "--last", "300", "--retrain")
         # then the corrections were exported and only what they feed ran again: no new search
         assert status == EXIT_ALERT, output
         assert "300 corrected pictures exported" in output, output

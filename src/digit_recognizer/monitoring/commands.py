@@ -116,11 +116,14 @@ def retrain(params: Params, root: Path, report: MonitorReport) -> Retraining:
         )
     exported = export_feedback(params, root, root / params.paths.feedback_csv)
     print(f"monitor: {exported} corrected pictures exported; dvc repro", flush=True)
-    # the dvc of the environment digits runs in, whatever PATH says (cron's is short)
-    dvc = shutil.which("dvc", path=f"{Path(sys.executable).parent}{os.pathsep}{os.defpath}")
+    # dvc and the digits its stages run come from the environment digits runs in, whatever
+    # PATH says (cron's is short)
+    search_path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', os.defpath)}"
+    dvc = shutil.which("dvc", path=search_path)
     if dvc is None:
         raise UserError("dvc is not installed beside digits; run make run once (it sets up .venv)")
-    completed = subprocess.run([dvc, "repro"], cwd=root, check=False)
+    environment = {**os.environ, "PATH": search_path}
+    completed = subprocess.run([dvc, "repro"], cwd=root, env=environment, check=False)
     if completed.returncode != 0:
         raise UserError(f"dvc repro failed (exit {completed.returncode}); see its output above")
     promotion = root / params.paths.promotion_report
