@@ -6,11 +6,19 @@ random projection, so what is tested is the comparison itself, window by window.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import numpy.typing as npt
 
 from digit_recognizer.config import Params
-from digit_recognizer.monitoring.commands import Reference, compare
+from digit_recognizer.data.robustness import read_as_picture
+from digit_recognizer.monitoring.commands import (
+    Reference,
+    compare,
+    drawn_as_pictures,
+    reference_as_served,
+)
 from digit_recognizer.monitoring.drift import feedback_accuracy
 from digit_recognizer.monitoring.log import LoggedWindow
 from tests.conftest import synthetic_digits
@@ -40,7 +48,9 @@ def reference() -> Reference:
 
 
 def window_of(
-    pixels: npt.NDArray[np.uint8], corrected: dict[str, int] | None = None
+    pixels: npt.NDArray[np.uint8],
+    corrected: dict[str, int] | None = None,
+    kind: str = "json",
 ) -> LoggedWindow:
     answered = probabilities(pixels)
     count = len(pixels)
@@ -48,7 +58,7 @@ def window_of(
         prediction_ids=[f"id{index}" for index in range(count)],
         created_at=np.arange(count, dtype=np.float64),
         versions=["1"] * count,
-        input_kinds=["json"] * count,
+        input_kinds=[kind] * count,
         labels=answered.argmax(axis=1).astype(np.int64),
         probabilities=answered,
         latency_ms=np.full(count, 2.0),
@@ -68,6 +78,32 @@ def test_windows_drawn_like_the_reference_raise_no_alert() -> None:
         # then no measure alerts
         assert report.judged
         assert not report.alerts, f"window {seed}: {report.summary()} {report.measures}"
+
+
+def test_pictures_are_compared_with_the_reference_drawn_as_pictures(tmp_path: Path) -> None:
+    # given a window of 300 digits that came as pictures (the reader centred and resampled them)
+    pictures = np.stack([read_as_picture(row) for row in synthetic_digits(30, seed=400).images])
+    window = window_of(pictures, kind="picture")
+    rows = synthetic_digits(30, seed=1).images
+
+    def network(
+        pixels: npt.NDArray[np.uint8],
+    ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
+        return embed(pixels), probabilities(pixels)
+
+    # when it is compared with the reference as rows, and through the window's doors
+    as_pictures = drawn_as_pictures(rows, tmp_path)
+    as_rows = reference_as_served(network, rows, as_pictures, 0.0, "1", seed=0)
+    as_served = reference_as_served(network, rows, as_pictures, window.picture_share(), "1", 0)
+    report_as_rows, _ = compare(window, as_rows, embed, PARAMS)
+    report_as_served, _ = compare(window, as_served, embed, PARAMS)
+    # then the reader's own way of drawing is an alert only against the rows
+    assert window.picture_share() == 1.0
+    assert "pixel_shift" in {measure.name for measure in report_as_rows.alerts}
+    assert not report_as_served.alerts, report_as_served.summary()
+    # and the drawn reference is kept, and read back the same, for the next run
+    assert np.array_equal(drawn_as_pictures(rows, tmp_path), as_pictures)
+    assert len(list(tmp_path.glob("reference-as-pictures-*.npy"))) == 1
 
 
 def test_a_window_with_30_percent_inverted_pictures_is_flagged() -> None:

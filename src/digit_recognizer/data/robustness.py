@@ -128,6 +128,12 @@ def read_rendered(content: bytes, source: str) -> npt.NDArray[np.uint8]:
         return np.zeros(IMAGE_SIDE * IMAGE_SIDE, dtype=np.uint8)
 
 
+def read_as_picture(row: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:
+    """A Kaggle row as the picture door brings it: drawn dark on light, read back."""
+    plain = render(row, "inverted", np.random.default_rng(0))  # "inverted" draws no random
+    return read_rendered(png_bytes(plain), "a digit drawn as a picture")
+
+
 def build_robustness_set(source: DigitTable, images_per_kind: int, seed: int) -> RobustnessSet:
     """``images_per_kind`` pictures of every kind, each of a different evaluation image within
     a kind, encoded as PNG and read back by the project's picture reader."""

@@ -141,6 +141,48 @@ class Reference:
     probabilities: npt.NDArray[np.float32]
 
 
+# the champion as the monitor uses it: pixels in, (embedding, probabilities) out
+Network = Callable[[npt.NDArray[np.uint8]], tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]]
+
+
+def reference_as_served(
+    network: Network,
+    digits: npt.NDArray[np.uint8],
+    as_pictures: npt.NDArray[np.uint8],
+    picture_share: float,
+    version: str,
+    seed: int,
+) -> Reference:
+    """The evaluation digits through the window's doors: its share of them as pictures
+    (``as_pictures``: the same digits drawn and read by the picture reader, whose centring
+    and resampling differ from MNIST's), the rest as Kaggle rows; then as the champion sees
+    them (embedding, probabilities)."""
+    pixels = digits.copy()
+    drawn = np.random.default_rng(seed).choice(
+        len(digits), round(picture_share * len(digits)), replace=False
+    )
+    pixels[drawn] = as_pictures[drawn]
+    embedding, probabilities = network(pixels)
+    return Reference(version, pixels, embedding, probabilities)
+
+
+def drawn_as_pictures(digits: npt.NDArray[np.uint8], cache: Path) -> npt.NDArray[np.uint8]:
+    """Each digit drawn as a picture and read back (about 10 ms each, so kept in ``cache``
+    under the digits' hash: they change only when prepare reruns)."""
+    import hashlib
+
+    from digit_recognizer.data.robustness import read_as_picture
+    from digit_recognizer.files import atomic_path
+
+    path = cache / f"reference-as-pictures-{hashlib.sha256(digits.tobytes()).hexdigest()[:16]}.npy"
+    if path.exists():
+        return np.asarray(np.load(path), dtype=np.uint8)
+    drawn = np.stack([read_as_picture(row) for row in digits]).astype(np.uint8)
+    with atomic_path(path) as temporary:
+        np.save(temporary, drawn)
+    return drawn
+
+
 def _sample(rows: int, limit: int, seed: int) -> npt.NDArray[np.int64]:
     if rows <= limit:
         return np.arange(rows)
@@ -194,8 +236,9 @@ def monitor(
             tracking.download_keras_model(registry.name, champion, store, Path(folder))
         )
     chosen = evaluation.images[_sample(len(evaluation.images), config.reference_rows, params.seed)]
-    embedding, probabilities = network(chosen)
-    reference = Reference(champion, chosen, embedding, probabilities)
+    share = window.picture_share()
+    as_pictures = drawn_as_pictures(chosen, root / config.log_dir) if share else chosen
+    reference = reference_as_served(network, chosen, as_pictures, share, champion, params.seed)
     report, distributions = compare(window, reference, lambda pixels: network(pixels)[0], params)
     chart, page = output_dir / "monitor.png", output_dir / "monitor.html"
     draw_chart(report, distributions, chart)

@@ -76,6 +76,10 @@ class AnswerBatch:
         ]
 
 
+# the input kinds read by the picture reader (the rest came as Kaggle rows)
+PICTURE_KINDS = frozenset({"picture", "multipart"})
+
+
 @dataclass(frozen=True)
 class LoggedWindow:
     """A window of the log as columns (``digits monitor``'s input)."""
@@ -93,6 +97,13 @@ class LoggedWindow:
 
     def __len__(self) -> int:
         return len(self.prediction_ids)
+
+    def picture_share(self) -> float:
+        """The share of the records (of those that kept pixels, if any did) that came as
+        pictures rather than Kaggle rows."""
+        rows = self.pixel_rows if len(self.pixel_rows) else range(len(self))
+        kinds = [self.input_kinds[row] for row in rows]
+        return sum(kind in PICTURE_KINDS for kind in kinds) / len(kinds) if kinds else 0.0
 
 
 def _tables() -> tuple[Any, Any, Any]:
