@@ -7,12 +7,14 @@ import io
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
 from PIL import Image, ImageDraw
 from scipy import ndimage
 
 from digit_recognizer.data.pictures import PictureError, PictureLimits, read_picture
 from digit_recognizer.data.robustness import KINDS, build_robustness_set, render
 from tests.conftest import synthetic_digits
+from tests.helpers.pictures import GeneratedPicture, valid_pictures
 
 LIMITS = PictureLimits(max_pixels=4_000_000, max_bytes=5_000_000)
 
@@ -118,6 +120,20 @@ def test_an_mnist_digit_saved_as_a_picture_reads_back_almost_unchanged() -> None
         assert frame.max() == 255 and np.count_nonzero(frame) > 20
 
 
+def degenerate(content: str) -> Image.Image:
+    """64 x 64 white paper with one thing on it that cannot be a digit."""
+    paper = np.full((64, 64), 255, dtype=np.uint8)
+    if content == "dot":
+        paper[30, 40] = 0
+    elif content == "line":
+        paper[20, :] = 0
+    elif content == "halves":
+        paper[:, :32] = 0
+    elif content == "square":
+        paper[10:30, 10:30] = 0
+    return Image.fromarray(paper)
+
+
 @pytest.mark.parametrize(
     ("content", "message"),
     [
@@ -127,6 +143,12 @@ def test_an_mnist_digit_saved_as_a_picture_reads_back_almost_unchanged() -> None
         (encoded(Image.new("L", (64, 64), 0), "JPEG"), "no digit found"),
         (encoded(drawn_seven(), "PNG")[:200], "not a picture that can be read"),
         (encoded(Image.new("1", (2500, 2000)), "PNG"), "over the limit of 4000000"),
+        (encoded(Image.fromarray(np.array([[255, 0, 255]], np.uint8)), "PNG"), "too small"),
+        (encoded(degenerate("dot"), "PNG"), "the ink is a dot, 1 x 1 px"),
+        (encoded(degenerate("line"), "GIF"), "the ink is a line one pixel thin, 64 x 1 px"),
+        (encoded(degenerate("halves"), "BMP"), "the ink is a solid block, 32 x 64 px"),
+        (encoded(degenerate("square"), "PNG"), "the ink is a solid block, 20 x 20 px"),
+        (encoded(Image.new("RGBA", (64, 64), (0, 0, 0, 255)), "PNG"), "no digit found"),
     ],
 )
 def test_a_bad_picture_is_one_line_naming_it(content: bytes, message: str) -> None:
@@ -134,6 +156,27 @@ def test_a_bad_picture_is_one_line_naming_it(content: bytes, message: str) -> No
         read_picture(content, "upload.png", LIMITS)
     text = str(raised.value)
     assert text.startswith("upload.png: ") and message in text and "\n" not in text, text
+
+
+def test_narrow_strokes_are_still_digits() -> None:
+    # a "1" drawn as a bar, and a thin-penned "1" on a photo, are narrow but not lines
+    for top, bottom, left, right, side in [(10, 46, 26, 30, 56), (50, 450, 250, 254, 512)]:
+        paper = np.full((side, side), 255, dtype=np.uint8)
+        paper[top:bottom, left:right] = 0
+        frame = frame_of(encoded(Image.fromarray(paper), "PNG"))
+        assert frame.max() == 255
+
+
+@settings(max_examples=200, deadline=None, derandomize=True, database=None)
+@given(valid_pictures())
+def test_every_valid_picture_is_read_or_refused_in_one_line(picture: GeneratedPicture) -> None:
+    what = picture.description
+    try:
+        row = read_picture(picture.content, "generated.png", LIMITS)
+    except PictureError as refused:
+        assert str(refused).startswith("generated.png: ") and "\n" not in str(refused), what
+    else:
+        assert row.shape == (784,) and row.dtype == np.uint8, what
 
 
 def test_a_picture_over_the_byte_limit_is_refused_before_decoding() -> None:

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
@@ -26,6 +26,7 @@ from digit_recognizer.config import load_params
 from digit_recognizer.data.kaggle_csv import PIXEL_COLUMNS
 from digit_recognizer.stages.promote import promote
 from tests.conftest import REPOSITORY, free_port
+from tests.helpers.pictures import GeneratedPicture, valid_pictures
 from tests.registry_fixtures import register_candidate
 
 DIGITS = [sys.executable, "-m", "digit_recognizer.cli"]
@@ -524,3 +525,58 @@ def test_no_generated_body_gets_a_5xx(served_champion: str) -> None:
         assert status < 500, f"HTTP {status} for {body[1]} {body[0][:200]!r}: {answer[:300]}"
 
     answers_without_a_server_error()
+
+    # and valid pictures of every shape, degenerate ones included: an answer or a 4xx
+    @settings(
+        max_examples=120,
+        deadline=None,
+        derandomize=True,
+        database=None,
+        suppress_health_check=[HealthCheck.too_slow],
+    )
+    @given(valid_pictures())
+    def pictures_answered_without_a_server_error(picture: GeneratedPicture) -> None:
+        # the byte limit is refused before the body is read (tested apart): urllib, which
+        # reads no answer while it sends, would see the connection close
+        assume(len(picture.content) <= 100_000)
+        status, answer = request(
+            f"{served_champion}/invocations", picture.content, picture.content_type
+        )
+        assert status < 500, f"HTTP {status} for {picture.description}: {answer[:300]}"
+
+    pictures_answered_without_a_server_error()
+
+
+@pytest.mark.slow
+def test_predict_reads_or_refuses_every_valid_picture_in_one_line(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    project: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'predict.db'}")
+    assert main(["prepare"]) == 0
+    assert main(["split-feedback"]) == 0
+    assert main(["robustness"]) == 0
+    version = register_candidate(project, "ann", []).version
+
+    @settings(max_examples=30, deadline=None, derandomize=True, database=None)
+    @given(valid_pictures())
+    def read_or_refused(picture: GeneratedPicture) -> None:
+        path = tmp_path / f"generated.{picture.content_type.split('/')[1]}"
+        path.write_bytes(picture.content)
+        output = tmp_path / "out.csv"
+        output.unlink(missing_ok=True)
+        capsys.readouterr()
+        status = main(
+            ["predict", "--input", str(path), "--version", version, "--output", str(output)]
+        )
+        error = capsys.readouterr().err.strip()
+        if status == 0:
+            assert len(output.read_text().splitlines()) == 2, picture.description
+        else:
+            # one line naming the file, and nothing written
+            assert status == 2 and not output.exists(), picture.description
+            assert error.startswith(f"digits predict: error: {path}: ") and "\n" not in error, error
+
+    read_or_refused()

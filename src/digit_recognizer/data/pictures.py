@@ -29,6 +29,10 @@ DIGIT_BOX = 20  # MNIST: the longer side of the digit, in pixels, inside the 28 
 ANALYSIS_SIDE = 512  # larger pictures are shrunk first: a digit a third of it is still 170 px
 MIN_CONTRAST = 24  # grey levels between ink and paper below which a picture is blank
 SPECK_SHARE = 0.05  # ink components under this share of the largest are paper texture
+MIN_PICTURE_SIDE = 8  # pixels: a smaller picture cannot hold a digit
+MIN_DIGIT_SIDE = 3  # pixels (after shrinking to ANALYSIS_SIDE): less ink than this is a dot
+SOLID_FILL = 0.9  # ink filling this share of its box, ...
+SOLID_ASPECT = 0.25  # ... a box no narrower than this (a "1" is narrower), is a block
 PICTURE_TYPES = (
     "image/png",
     "image/jpeg",
@@ -72,6 +76,11 @@ def decode_gray(content: bytes, source: str, limits: PictureLimits) -> npt.NDArr
                     raise PictureError(
                         f"{source}: {width} x {height} pixels is over the limit of "
                         f"{limits.max_pixels} (pictures.max_pixels)"
+                    )
+                if min(width, height) < MIN_PICTURE_SIDE:
+                    raise PictureError(
+                        f"{source}: {width} x {height} pixels is too small to hold a digit "
+                        f"(at least {MIN_PICTURE_SIDE} a side)"
                     )
                 opened.draft("L", (ANALYSIS_SIDE, ANALYSIS_SIDE))  # JPEG: decode smaller
                 upright = ImageOps.exif_transpose(opened)
@@ -161,6 +170,8 @@ def ink_strength(gray: npt.NDArray[np.float32], source: str) -> npt.NDArray[np.f
     dark = gray < threshold
     ink_is_dark = dark.sum() <= dark.size - dark.sum()  # the ink is the minority
     ink_side, paper_side = (dark, ~dark) if ink_is_dark else (~dark, dark)
+    if not ink_side.any() or not paper_side.any():
+        raise PictureError(f"{source}: no digit found (the picture is one flat tone)")
     paper = float(np.median(gray[paper_side]))
     distance = np.abs(gray - paper)
     full = float(np.median(distance[ink_side]))
@@ -173,18 +184,45 @@ def ink_strength(gray: npt.NDArray[np.float32], source: str) -> npt.NDArray[np.f
     )
     floor = min(abs(threshold - paper) / 2, 3 * paper_noise)
     strength = np.clip((distance - floor) / max(full - floor, 1.0), 0.0, 1.0)
-    return strength.astype(np.float32) * _digit_mask(ink_side)
+    digit = _digit_ink(ink_side)
+    problem = _not_a_digit(digit)
+    if problem:
+        raise PictureError(f"{source}: no digit found ({problem})")
+    return strength.astype(np.float32) * _grown(digit)
 
 
-def _digit_mask(ink: npt.NDArray[np.bool_]) -> npt.NDArray[np.float32]:
-    """Ink components of a meaningful size, grown by a pixel to keep anti-aliased edges."""
+def _digit_ink(ink: npt.NDArray[np.bool_]) -> npt.NDArray[np.bool_]:
+    """The ink components of a meaningful size (specks of paper texture dropped)."""
     from scipy import ndimage
 
     labels, _ = ndimage.label(ink, structure=np.ones((3, 3)))
     sizes = np.bincount(labels.ravel())[1:]
     kept = np.flatnonzero(sizes >= SPECK_SHARE * sizes.max()) + 1
-    mask = np.isin(labels, kept)
-    return ndimage.binary_dilation(mask, iterations=1 + max(ink.shape) // 100).astype(np.float32)
+    return np.isin(labels, kept)
+
+
+def _not_a_digit(digit: npt.NDArray[np.bool_]) -> str | None:
+    """Why this ink cannot be a digit (a dot, a line one pixel thin, a solid block), if so."""
+    rows, columns = np.flatnonzero(digit.any(axis=1)), np.flatnonzero(digit.any(axis=0))
+    height, width = int(rows[-1] - rows[0] + 1), int(columns[-1] - columns[0] + 1)
+    longer, shorter = max(height, width), min(height, width)
+    size = f"{width} x {height} px"
+    if longer < MIN_DIGIT_SIDE:
+        return f"the ink is a dot, {size}"
+    if shorter == 1:
+        return f"the ink is a line one pixel thin, {size}"
+    fill = float(digit[rows[0] : rows[-1] + 1, columns[0] : columns[-1] + 1].mean())
+    if fill >= SOLID_FILL and shorter >= SOLID_ASPECT * longer:
+        return f"the ink is a solid block, {size}, {fill:.0%} filled"
+    return None
+
+
+def _grown(digit: npt.NDArray[np.bool_]) -> npt.NDArray[np.float32]:
+    """The digit's ink grown by a pixel or more, to keep its anti-aliased edges."""
+    from scipy import ndimage
+
+    grown = ndimage.binary_dilation(digit, iterations=1 + max(digit.shape) // 100)
+    return grown.astype(np.float32)
 
 
 def mnist_frame(strength: npt.NDArray[np.float32]) -> npt.NDArray[np.uint8]:
