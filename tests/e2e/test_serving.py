@@ -580,3 +580,110 @@ def test_predict_reads_or_refuses_every_valid_picture_in_one_line(
             assert error.startswith(f"digits predict: error: {path}: ") and "\n" not in error, error
 
     read_or_refused()
+
+
+def one_bit_png(side: int) -> bytes:
+    """A white 1-bit PNG of side x side with one dark line: a few KB, megapixels decoded."""
+    picture = Image.new("1", (side, side), 1)
+    picture.putpixel((side // 2, side // 2), 0)
+    return png_bytes(np.asarray(picture.convert("L")), "PNG")
+
+
+def parquet_rows(count: int) -> bytes:
+    import pandas as pd
+
+    buffer = io.BytesIO()
+    pd.DataFrame(np.zeros((count, 784), dtype=np.int64), columns=list(PIXEL_COLUMNS)).to_parquet(
+        buffer
+    )
+    return buffer.getvalue()
+
+
+@pytest.mark.slow
+def test_work_is_budgeted_overload_is_answered_and_other_sites_are_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, project: Path
+) -> None:
+    # given a server with small budgets, two concurrent requests per worker, one trusted site
+    serve_params(
+        max_request_megapixels=40,
+        max_parts=8,
+        max_rows=3,
+        max_concurrent_requests=1,
+        workers=1,
+        allowed_origins=["https://digits.example"],
+    )
+    base, process = serve_new_champion(project, tmp_path, monkeypatch)
+    invocations = f"{base}/invocations"
+    row = [0] * 784
+    try:
+        refused = {
+            "pixels summed over parts": multipart([("big.png", one_bit_png(4000))] * 3),
+            "parts": multipart([("seven.png", png_bytes(seven()))] * 9),
+            "rows": (json.dumps({"inputs": [row] * 4}).encode(), "application/json"),
+            "CSV rows": (
+                (f"{CSV_HEADER}\n" + "\n".join([",".join(["0"] * 784)] * 4)).encode(),
+                "text/csv",
+            ),
+            "parquet": (parquet_rows(20), "application/vnd.apache.parquet"),
+            "a 1 x 3 picture": (
+                png_bytes(np.array([[255, 0, 255]], dtype=np.uint8)),
+                "image/png",
+            ),
+        }
+        expected = {"parquet": (415, "is not read here")}
+        for what, (body, content_type) in refused.items():
+            status, answer = request(invocations, body, content_type)
+            want_status, want_text = expected.get(what, (400, "over the limit"))
+            if what == "a 1 x 3 picture":
+                want_text = "too small to hold a digit"
+            assert status == want_status and want_text in answer, (what, status, answer)
+        # then within budget everything is still answered
+        status, _ = request(invocations, *multipart([("seven.png", png_bytes(seven()))] * 8))
+        assert status == 200
+
+        # when another site's page posts, it is refused; the server's own page and the
+        # trusted site are not
+        def posted_from(origin: str) -> int:
+            call = urllib.request.Request(
+                invocations,
+                data=json.dumps({"inputs": [row]}).encode(),
+                headers={"Content-Type": "application/json", "Origin": origin},
+            )
+            try:
+                with urllib.request.urlopen(call, timeout=30) as response:
+                    return int(response.status)
+            except urllib.error.HTTPError as error:
+                return int(error.code)
+
+        assert posted_from("https://elsewhere.example") == 403
+        assert posted_from("null") == 403
+        assert posted_from(base) == 200
+        assert posted_from("https://digits.example") == 200
+
+        # when more requests arrive at once than the worker answers, the rest get 503 at once
+        slow = multipart([("seven.png", png_bytes(seven(400)))] * 8)
+        answers: list[tuple[int, str | None]] = []
+
+        def send() -> None:
+            call = urllib.request.Request(
+                invocations, data=slow[0], headers={"Content-Type": slow[1]}
+            )
+            try:
+                with urllib.request.urlopen(call, timeout=60) as response:
+                    answers.append((response.status, None))
+            except urllib.error.HTTPError as error:
+                answers.append((error.code, error.headers.get("Retry-After")))
+
+        senders = [threading.Thread(target=send) for _ in range(8)]
+        for sender in senders:
+            sender.start()
+        for sender in senders:
+            sender.join(timeout=90)
+        # then every one is answered: 200, or 503 with Retry-After, nothing else, none hanging
+        assert len(answers) == 8, answers
+        assert {status for status, _ in answers} <= {200, 503}, answers
+        assert any(status == 503 for status, _ in answers), answers
+        assert all(retry == "1" for status, retry in answers if status == 503), answers
+        assert request(f"{base}/ping")[0] == 200
+    finally:
+        stop(process)

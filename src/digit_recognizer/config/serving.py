@@ -15,7 +15,25 @@ class ServeConfig(Section):
     workers: int = Field(default=1, ge=1)  # uvicorn worker processes, each with the model
     poll_seconds: float = Field(default=5.0, gt=0.0, le=3600.0)  # alias checks (champion)
     max_request_bytes: int = Field(default=8_000_000, ge=10_000)  # larger bodies get 413
+    # a request's work, refused (400) before it is done: pictures' pixels summed over the
+    # request, multipart parts, Kaggle rows
+    max_request_megapixels: float = Field(default=50.0, gt=0.0)
+    max_parts: int = Field(default=64, ge=1)
+    max_rows: int = Field(default=5_000, ge=1)
+    # requests a worker answers at once; beyond it 503 with Retry-After, never a queue
+    max_concurrent_requests: int = Field(default=16, ge=1)
+    # pages on other origins allowed to POST here (browsers send Origin); others get 403
+    allowed_origins: list[str] = Field(default=[])
     ui_port: int = Field(default=5000, ge=1, le=65535)
+
+    @field_validator("allowed_origins")
+    @classmethod
+    def _origins(cls, origins: list[str]) -> list[str]:
+        for origin in origins:
+            scheme, _, rest = origin.partition("://")
+            if scheme not in ("http", "https") or not rest or "/" in rest or "," in origin:
+                raise ValueError(f"{origin!r} is not an origin like https://example.org:8443")
+        return origins
 
 
 class PicturesConfig(Section):

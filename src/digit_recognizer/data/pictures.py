@@ -56,6 +56,19 @@ class PictureLimits:
     max_bytes: int
 
 
+def pixel_count(content: bytes) -> int:
+    """Width x height from the picture's header, nothing decoded; 0 when it cannot be opened
+    (reading it then says why)."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(content)) as opened:
+            width, height = opened.size
+    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError):
+        return 0
+    return int(width) * int(height)
+
+
 def decode_gray(content: bytes, source: str, limits: PictureLimits) -> npt.NDArray[np.float32]:
     """The picture as grey levels 0-255: first frame, upright, alpha composited onto the
     opposite of its strokes' shade (a canvas with a transparent background keeps its ink)."""

@@ -26,7 +26,13 @@ from digit_recognizer.monitoring.corrections import (
     correction_from_json,
 )
 from digit_recognizer.monitoring.metrics import ServingMetrics, exposition
-from digit_recognizer.serving.bodies import BadRequest, input_kind, is_readable, request_rows
+from digit_recognizer.serving.bodies import (
+    BadRequest,
+    RequestBudget,
+    input_kind,
+    is_readable,
+    request_rows,
+)
 from digit_recognizer.serving.following import (
     FollowingModel,
     ServedModel,
@@ -56,7 +62,7 @@ def answer_rows(
     recorder: Recorder,
     content_type: str,
     body: bytes,
-    limits: PictureLimits,
+    budget: RequestBudget,
 ) -> Any:
     """A Kaggle-form or picture request answered as MLflow's scoring app answers (same JSON,
     same error bodies), and recorded; None leaves the request to MLflow's app."""
@@ -68,7 +74,7 @@ def answer_rows(
 
     started = time.perf_counter()
     try:
-        rows = request_rows(content_type, body, limits)
+        rows = request_rows(content_type, body, budget)
         if rows is None:
             return None
         version, predictions = model.predict_with_version(rows)  # MLflow checks the shape here
@@ -96,7 +102,7 @@ def explain_picture(
     recorder: Recorder,
     content_type: str,
     body: bytes,
-    limits: PictureLimits,
+    budget: RequestBudget,
 ) -> Any:
     """What the page shows: the digit, the ten probabilities, the served version, the 28 x 28
     picture the model saw and the answer's prediction id (one picture per request)."""
@@ -104,7 +110,7 @@ def explain_picture(
 
     started = time.perf_counter()
     try:
-        rows = request_rows(content_type, body, limits)
+        rows = request_rows(content_type, body, budget)
         if rows is None or len(rows) != 1:
             raise BadRequest("POST one picture (image/png, image/jpeg, ...) to /explain")
     except BadRequest as error:
@@ -157,6 +163,35 @@ async def capped_body(request: Any, limit: int) -> bytes | None:
     return body
 
 
+def _too_large(max_bytes: int) -> Any:
+    return _text(413, f"request body over the limit of {max_bytes} bytes (serve.max_request_bytes)")
+
+
+def _refused_before_reading(request: Any, max_bytes: int, allowed_origins: set[str]) -> Any:
+    """A POST refused from its headers alone: another site's page (403), a type no reader
+    here takes (415; MLflow's own app would decode parquet without a limit), a declared
+    length over the limit (413). None lets it through."""
+    origin = request.headers.get("origin")
+    if origin is not None:
+        own = f"{request.url.scheme}://{request.headers.get('host', '')}"
+        if origin != own and origin not in allowed_origins:
+            return _text(
+                403, f"requests from pages on {origin} are refused (serve.allowed_origins)"
+            )
+    content_type = request.headers.get("content-type", "")
+    if request.url.path == "/invocations" and not is_readable(content_type):
+        return _text(
+            415,
+            f"content type {content_type or '(none)'!r} is not read here; send "
+            "application/json or text/csv (UTF-8), image/png, image/jpeg, image/webp, "
+            "image/bmp, image/gif, image/tiff or multipart/form-data",
+        )
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > max_bytes:
+        return _too_large(max_bytes)
+    return None
+
+
 def _flush_on_shutdown(app: Any, recorder: Recorder) -> None:
     """SIGTERM's graceful shutdown writes the queued records before the worker exits."""
     original = app.router.lifespan_context
@@ -180,7 +215,16 @@ def create_app() -> Any:
 
     page = files("digit_recognizer.serving").joinpath("page.html").read_text(encoding="utf-8")
     served = ServedModel.from_environment()
-    limits = PictureLimits(max_pixels=served.max_picture_pixels, max_bytes=served.max_body_bytes)
+    budget = RequestBudget(
+        picture=PictureLimits(
+            max_pixels=served.max_picture_pixels, max_bytes=served.max_body_bytes
+        ),
+        max_request_pixels=served.max_request_pixels,
+        max_parts=served.max_parts,
+        max_rows=served.max_rows,
+    )
+    allowed_origins = {origin for origin in served.allowed_origins.split(",") if origin}
+    in_flight = 0  # this worker's requests being answered (the event loop is single-threaded)
     model = FollowingModel(served)
     metrics = ServingMetrics()
     metrics.served_version.set(float(model.version))
@@ -192,9 +236,6 @@ def create_app() -> Any:
         threading.Thread(
             target=model.follow, args=(swapped,), name="follow-alias", daemon=True
         ).start()
-    too_large = (
-        f"request body over the limit of {served.max_body_bytes} bytes (serve.max_request_bytes)"
-    )
 
     @app.middleware("http")
     async def version_size_and_counts(request: Request, call_next: Any) -> Any:
@@ -209,9 +250,27 @@ def create_app() -> Any:
         return response
 
     async def _answer(request: Request, call_next: Any) -> Any:
-        declared = request.headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > served.max_body_bytes:
-            return _text(413, too_large)
+        nonlocal in_flight
+        if request.method in ("GET", "HEAD", "OPTIONS"):  # /ping, the page: always answered
+            return await _answer_within_limits(request, call_next)
+        refused = _refused_before_reading(request, served.max_body_bytes, allowed_origins)
+        if refused is not None:
+            return refused
+        if in_flight >= served.max_concurrent_requests:
+            busy = _text(
+                503,
+                f"busy: {in_flight} requests being answered "
+                "(serve.max_concurrent_requests); retry in a second",
+            )
+            busy.headers["Retry-After"] = "1"
+            return busy
+        in_flight += 1
+        try:
+            return await _answer_within_limits(request, call_next)
+        finally:
+            in_flight -= 1
+
+    async def _answer_within_limits(request: Request, call_next: Any) -> Any:
         cell: dict[str, str] = {}
         answered_by.set(cell)
         content_type = request.headers.get("content-type", "")
@@ -219,16 +278,16 @@ def create_app() -> Any:
         if request.method == "POST" and request.url.path in _COUNTED_PATHS:
             body = await capped_body(request, served.max_body_bytes)
             if body is None:
-                return _text(413, too_large)
+                return _too_large(served.max_body_bytes)
             if request.url.path == "/explain":
                 response = await asyncio.to_thread(
-                    explain_picture, model, recorder, content_type, body, limits
+                    explain_picture, model, recorder, content_type, body, budget
                 )
             elif request.url.path == "/feedback":
                 response = await asyncio.to_thread(take_correction, recorder, body)
-            elif is_readable(content_type):
+            else:
                 response = await asyncio.to_thread(
-                    answer_rows, model, recorder, content_type, body, limits
+                    answer_rows, model, recorder, content_type, body, budget
                 )
         if response is None:
             response = await call_next(request)

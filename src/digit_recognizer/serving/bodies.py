@@ -9,13 +9,20 @@ parts of a ``multipart/form-data`` body; each read the MNIST way (data/pictures.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from digit_recognizer.data.kaggle_csv import PIXEL_COLUMNS, PixelError, validated_pixels
-from digit_recognizer.data.pictures import PICTURE_TYPES, PictureError, PictureLimits, read_picture
+from digit_recognizer.data.pictures import (
+    PICTURE_TYPES,
+    PictureError,
+    PictureLimits,
+    pixel_count,
+    read_picture,
+)
 
 ROW_TYPES = ("application/json", "text/csv")
 MULTIPART = "multipart/form-data"
@@ -23,6 +30,20 @@ MULTIPART = "multipart/form-data"
 
 class BadRequest(ValueError):
     """A request the server refuses with HTTP 400 and this one-line reason."""
+
+
+@dataclass(frozen=True)
+class RequestBudget:
+    """The work one request may ask for, checked before the work is done."""
+
+    picture: PictureLimits  # each picture: pixels and bytes
+    max_request_pixels: int  # summed over all of a request's pictures
+    max_parts: int  # multipart parts
+    max_rows: int  # Kaggle rows
+
+    def too_many_rows(self, count: int) -> None:
+        if count > self.max_rows:
+            raise BadRequest(f"{count} rows is over the limit of {self.max_rows} (serve.max_rows)")
 
 
 def integer_pixels(rows: Any) -> npt.NDArray[np.int64]:
@@ -35,7 +56,7 @@ def integer_pixels(rows: Any) -> npt.NDArray[np.int64]:
         raise BadRequest(str(error)) from None
 
 
-def _csv_rows(body: bytes) -> tuple[list[str], Any]:
+def _csv_rows(body: bytes, budget: RequestBudget) -> tuple[list[str], Any]:
     # split by hand: pandas takes ~25 ms for 784 columns. utf-8-sig: spreadsheets write a BOM.
     try:
         lines = [line for line in body.decode("utf-8-sig").splitlines() if line.strip()]
@@ -43,6 +64,7 @@ def _csv_rows(body: bytes) -> tuple[list[str], Any]:
         raise BadRequest("a CSV body must be UTF-8 text") from None
     if len(lines) < 2:
         raise BadRequest("a CSV body needs the Kaggle header and at least one row")
+    budget.too_many_rows(len(lines) - 1)
     columns = [name.strip().strip('"') for name in lines[0].split(",")]
     cells = [line.split(",") for line in lines[1:]]
     if any(len(row) != len(columns) for row in cells):
@@ -53,13 +75,15 @@ def _csv_rows(body: bytes) -> tuple[list[str], Any]:
         raise BadRequest("pixels must be integers 0-255, got non-numeric values") from None
 
 
-def kaggle_rows(content_type: str, body: bytes) -> npt.NDArray[np.int64] | None:
+def kaggle_rows(
+    content_type: str, body: bytes, budget: RequestBudget
+) -> npt.NDArray[np.int64] | None:
     """The rows of a CSV or JSON body in a Kaggle form (MLflow's own parser casts
     ``dataframe_split`` column by column: 150 ms for one image). None for any other JSON,
     which MLflow's app answers itself (with a 4xx when it is malformed)."""
     columns: Any
     if content_type == "text/csv":
-        columns, rows = _csv_rows(body)
+        columns, rows = _csv_rows(body, budget)
     else:
         try:
             document = json.loads(body)
@@ -80,13 +104,16 @@ def kaggle_rows(content_type: str, body: bytes) -> npt.NDArray[np.int64] | None:
         not isinstance(columns, list) or [str(name) for name in columns] != list(PIXEL_COLUMNS)
     ):
         raise BadRequest("columns must be pixel0..pixel783, in that order")
+    if isinstance(rows, list):
+        budget.too_many_rows(len(rows))
     return integer_pixels(rows)
 
 
 def multipart_pictures(
-    content_type_header: str, body: bytes, limits: PictureLimits
+    content_type_header: str, body: bytes, budget: RequestBudget
 ) -> npt.NDArray[np.int64]:
-    """Every file part of a ``multipart/form-data`` body, read as a picture, in order."""
+    """Every file part of a ``multipart/form-data`` body, read as a picture, in order; the
+    parts counted and their pixels summed from their headers before any is decoded."""
     from email.parser import BytesParser
     from email.policy import HTTP
 
@@ -95,32 +122,55 @@ def multipart_pictures(
     )
     if not message.is_multipart() or not message.get_boundary():
         raise BadRequest("a multipart/form-data body needs its boundary and at least one part")
-    rows = []
-    for number, part in enumerate(message.iter_parts(), start=1):
+    parts = list(message.iter_parts())
+    if not parts:
+        raise BadRequest("a multipart/form-data body with no parts")
+    if len(parts) > budget.max_parts:
+        raise BadRequest(
+            f"{len(parts)} parts is over the limit of {budget.max_parts} (serve.max_parts)"
+        )
+    pictures, pixels = [], 0
+    for number, part in enumerate(parts, start=1):
         name = part.get_filename() or part.get_param("name", header="content-disposition")
         source = f"part {number} ({name})" if name else f"part {number}"
         content = part.get_payload(decode=True)
         if not isinstance(content, bytes):
             raise BadRequest(f"{source}: not a file")
-        rows.append(read_picture(content, source, limits))
-    if not rows:
-        raise BadRequest("a multipart/form-data body with no parts")
+        pixels += pixel_count(content)
+        if pixels > budget.max_request_pixels:
+            raise BadRequest(_over_pixels(budget, f"the pictures up to {source}", pixels))
+        pictures.append((source, content))
+    rows = [read_picture(content, source, budget.picture) for source, content in pictures]
     return np.stack(rows).astype(np.int64)
 
 
+def _over_pixels(budget: RequestBudget, what: str, pixels: int) -> str:
+    return (
+        f"{what}: {pixels / 1e6:.1f} megapixels is over the limit of "
+        f"{budget.max_request_pixels / 1e6:g} (serve.max_request_megapixels)"
+    )
+
+
 def request_rows(
-    content_type_header: str, body: bytes, limits: PictureLimits
+    content_type_header: str, body: bytes, budget: RequestBudget
 ) -> npt.NDArray[np.int64] | None:
     """Kaggle rows from any body the server reads itself; None leaves it to MLflow's app.
     Raises BadRequest (pictures: PictureError, a BadRequest in all but name) with the reason."""
     content_type = content_type_header.partition(";")[0].strip().lower()
     try:
         if content_type in ROW_TYPES:
-            return kaggle_rows(content_type, body)
+            return kaggle_rows(content_type, body, budget)
         if content_type in PICTURE_TYPES:
-            return read_picture(body, "the request body", limits).reshape(1, -1).astype(np.int64)
+            pixels = pixel_count(body)
+            if pixels > budget.max_request_pixels:
+                raise BadRequest(_over_pixels(budget, "the picture", pixels))
+            return (
+                read_picture(body, "the request body", budget.picture)
+                .reshape(1, -1)
+                .astype(np.int64)
+            )
         if content_type == MULTIPART:
-            return multipart_pictures(content_type_header, body, limits)
+            return multipart_pictures(content_type_header, body, budget)
     except PictureError as error:
         raise BadRequest(str(error)) from None
     return None

@@ -95,6 +95,11 @@ def serve_command(params: Params, root: Path, version: str | None, port: int) ->
         poll_seconds=params.serve.poll_seconds,
         max_body_bytes=params.serve.max_request_bytes,
         max_picture_pixels=params.pictures.max_pixels,
+        max_request_pixels=round(params.serve.max_request_megapixels * 1e6),
+        max_parts=params.serve.max_parts,
+        max_rows=params.serve.max_rows,
+        max_concurrent_requests=params.serve.max_concurrent_requests,
+        allowed_origins=",".join(params.serve.allowed_origins),
         log=LogSettings(
             url=prediction_log,
             store_pixels=params.monitoring.store_pixels,

@@ -36,6 +36,11 @@ class ServedModel:
     poll_seconds: float
     max_body_bytes: int
     max_picture_pixels: int
+    max_request_pixels: int
+    max_parts: int
+    max_rows: int
+    max_concurrent_requests: int
+    allowed_origins: str  # comma-separated (an environment variable's value)
     log: LogSettings
 
     def environment(self) -> dict[str, str]:
@@ -59,6 +64,11 @@ class ServedModel:
             poll_seconds=float(value("poll_seconds")),
             max_body_bytes=int(value("max_body_bytes")),
             max_picture_pixels=int(value("max_picture_pixels")),
+            max_request_pixels=int(value("max_request_pixels")),
+            max_parts=int(value("max_parts")),
+            max_rows=int(value("max_rows")),
+            max_concurrent_requests=int(value("max_concurrent_requests")),
+            allowed_origins=value("allowed_origins"),
             log=LogSettings(
                 url=value("log_url"),
                 store_pixels=value("log_store_pixels") == "True",
