@@ -1,6 +1,9 @@
 # One task runner for people, the README and CI.
 #   make run    set up .venv, fetch data/ (and an empty feedback/), dvc repro (the whole pipeline)
-#   make test   set up .venv, lint, type-check, PostgreSQL and chromium if missing, run the tests
+#   make test   set up .venv, lint, type-check, build the docs, PostgreSQL and chromium if
+#               missing, run the whole test suite (what CI runs)
+#   make check  the quick loop: lint, type-check, docs, the tests that need no pipeline run,
+#               server or browser
 #   make full   the `full` profile: an ensemble of longer-trained CNNs, a longer augmented MLP
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
@@ -8,7 +11,7 @@ BIN := $(CURDIR)/$(VENV)/bin
 INSTALLED := $(VENV)/.installed
 export PATH := $(BIN):$(PATH)
 
-.PHONY: run full test venv data lint typecheck pytest postgres chromium
+.PHONY: run full test check venv data lint typecheck docs pytest postgres chromium
 
 venv: $(INSTALLED)
 
@@ -41,8 +44,15 @@ lint: $(INSTALLED)
 typecheck: $(INSTALLED)
 	mypy
 
+# --strict: a broken link, or a page missing from mkdocs.yml's nav, fails
+docs: $(INSTALLED)
+	NO_MKDOCS_2_WARNING=1 mkdocs build --strict --quiet
+
 pytest: $(INSTALLED)
 	pytest
+
+check: lint typecheck docs
+	pytest -m "not slow" tests/code tests/data tests/model
 
 # The team-server test runs PostgreSQL's own programs (initdb, pg_ctl): Debian's package,
 # installed here when missing and we may (root), else named in one line.
@@ -67,4 +77,4 @@ chromium:
 		exit 1; \
 	fi
 
-test: lint typecheck postgres chromium pytest
+test: lint typecheck docs postgres chromium pytest

@@ -1,6 +1,6 @@
 """How many CPU threads a stage may use: all of them alone, a share under parallel DVC queue
 workers (``dvc queue start -j N``), where N stages each taking every core ran slower in total
-than one after another (README, "Queued experiments").
+than one after another (measured: docs/team.md, "Queued experiments").
 
 The budget is applied through environment variables read when TensorFlow and the BLAS/OpenMP
 libraries start, so it must be chosen before they are imported.
