@@ -21,9 +21,9 @@ from digit_recognizer.config import MlflowConfig, TeamServerConfig
 from digit_recognizer.config.environment import LOCK_DATABASE_URL_VARIABLE, environment
 from digit_recognizer.errors import UserError
 from digit_recognizer.files import write_text
-from digit_recognizer.locks import redact
+from digit_recognizer.locks import file_lock, redact
 from digit_recognizer.team import postgres
-from digit_recognizer.team.access import read_users
+from digit_recognizer.team.access import UnreadableUserList, read_users
 from digit_recognizer.team.mlflow_server import healthy, server_pid, start_server, stop_server
 from digit_recognizer.team.programs import run_program
 from digit_recognizer.team.state import (
@@ -112,6 +112,8 @@ def start(config: TeamServerConfig, root: Path) -> ServerInfo:
         postgres.create_database_and_lock_role(
             config, keys["database_password"], keys["lock_password"]
         )
+    if not paths.read_users.exists():  # the server refuses every write without it
+        write_text(paths.read_users, "[]\n")
     admin_settings = paths.client_settings(ADMIN_USER)
     write_client_settings(
         admin_settings,
@@ -192,8 +194,14 @@ def add_team_user(
     databases = _databases(
         config, keys, public_address(config), AUTHORITY_EXPANSION if authority else None
     )
-    readers = read_users(paths.read_users) - {user} | ({user} if permission == "read" else set())
-    write_text(paths.read_users, json.dumps(sorted(readers)) + "\n")
+    with file_lock(paths.read_users.with_name(paths.read_users.name + ".lock"), timeout=60):
+        # read, change, write under one lock: two add-user runs at once both keep their user
+        try:
+            readers = read_users(paths.read_users) - {user}
+        except UnreadableUserList as error:
+            raise UserError(f"{error}; digits server start writes an empty list") from None
+        readers |= {user} if permission == "read" else set()
+        write_text(paths.read_users, json.dumps(sorted(readers)) + "\n")
     settings = paths.client_settings(user)
     # a read user cannot move an alias, so needs no lock (nor its database credentials)
     lock_url = databases.lock_url if permission == "edit" else None
