@@ -14,7 +14,7 @@ from digit_recognizer.errors import UserError
 from digit_recognizer.team.postgres import _client_rules, lock_url
 from digit_recognizer.team.server import _existing_database
 from digit_recognizer.team.state import StatePaths, check_exposure, tracking_uri_of
-from digit_recognizer.team.tls import server_certificate
+from digit_recognizer.team.tls import ServerCertificate, server_certificate
 from digit_recognizer.team.users import AUTHORITY_EXPANSION, write_client_settings
 from tests.team.test_team_server import sourced
 
@@ -114,3 +114,97 @@ def test_a_settings_file_sourced_elsewhere_saves_the_authority_and_keeps_every_v
     assert found["DIGITS_REGISTRY_LOCK_URL"].endswith(f"sslrootcert={saved}")
     assert saved.read_text() == authority.read_text()
     assert "digits_ca" not in found, "the helper variable is unset"
+
+
+def handshake(certificate: ServerCertificate, server_name: str) -> str:
+    """A TLS handshake in memory between the server's certificate and a client that trusts
+    the authority and verifies as strictly as Python 3.13 does by default; its version."""
+    import contextlib
+    import ssl
+
+    server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server.load_cert_chain(certificate.certificate, certificate.key)
+    client = ssl.create_default_context(cafile=str(certificate.authority))
+    client.verify_flags |= ssl.VERIFY_X509_STRICT | ssl.VERIFY_X509_PARTIAL_CHAIN
+    pipes = [ssl.MemoryBIO() for _ in range(4)]
+    client_side = client.wrap_bio(pipes[0], pipes[1], server_hostname=server_name)
+    server_side = server.wrap_bio(pipes[2], pipes[3], server_side=True)
+    for _ in range(10):
+        for side, outgoing, incoming in [
+            (client_side, pipes[1], pipes[2]),
+            (server_side, pipes[3], pipes[0]),
+        ]:
+            with contextlib.suppress(ssl.SSLWantReadError):  # waits for the other side
+                side.do_handshake()
+            incoming.write(outgoing.read())
+    return str(client_side.version())
+
+
+def authority_expiring_in(days: int, folder: Path) -> None:
+    """An authority of the older kind (no key identifier) that expires in ``days``."""
+    import datetime
+
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "old team CA")])
+    now = datetime.datetime.now(datetime.UTC)
+    old = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=days))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "ca.pem").write_bytes(old.public_bytes(serialization.Encoding.PEM))
+    (folder / "ca.key").write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+
+
+def test_a_strict_client_accepts_the_team_certificate_and_an_old_authority_is_replaced(
+    tmp_path: Path,
+) -> None:
+    # given the state of an earlier server: an authority without key identifiers, about to
+    # outlive no certificate it could sign
+    paths = StatePaths(tmp_path / "state with a space")
+    authority_expiring_in(100, paths.tls)
+    old_authority = (paths.tls / "ca.pem").read_bytes()
+    # when the server's certificate is asked for
+    issued = server_certificate(TeamServerConfig(), paths, tmp_path, "10.77.0.1")
+    # then a new authority was made, and a strictly verifying client completes the handshake
+    assert issued.authority is not None and issued.authority.read_bytes() != old_authority
+    assert handshake(issued, "10.77.0.1").startswith("TLSv1.")
+    # and kept while it lasts: the next start issues nothing
+    again = server_certificate(TeamServerConfig(), paths, tmp_path, "10.77.0.1")
+    assert again.authority is not None
+    assert again.authority.read_bytes() == issued.authority.read_bytes()
+    assert again.certificate.read_bytes() == issued.certificate.read_bytes()
+
+
+def test_certificate_paths_with_spaces_reach_uvicorn_whole(tmp_path: Path) -> None:
+    import shlex
+
+    from digit_recognizer.team.mlflow_server import _network_options
+
+    folder = tmp_path / "state with a space"
+    certificate = ServerCertificate(folder / "server.pem", folder / "server.key", None)
+    options = _network_options(TeamServerConfig(), "10.77.0.1", certificate)
+    # MLflow splits --uvicorn-opts with shlex
+    assert shlex.split(options[options.index("--uvicorn-opts") + 1]) == [
+        "--ssl-certfile",
+        str(folder / "server.pem"),
+        "--ssl-keyfile",
+        str(folder / "server.key"),
+    ]

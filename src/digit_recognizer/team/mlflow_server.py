@@ -8,6 +8,7 @@ reaches it through ``MLFLOW_BACKEND_STORE_URI``, the auth app's through its conf
 from __future__ import annotations
 
 import os
+import shlex
 import signal
 import ssl
 import subprocess
@@ -86,7 +87,10 @@ def _network_options(
         *("--cors-allowed-origins", ",".join(f"{scheme}://{n}:{config.port}" for n in names)),
     ]
     if certificate is not None:
-        tls = f"--ssl-certfile {certificate.certificate} --ssl-keyfile {certificate.key}"
+        # MLflow splits these with shlex: quoted, a path with a space stays one argument
+        tls = shlex.join(
+            ["--ssl-certfile", str(certificate.certificate), "--ssl-keyfile", str(certificate.key)]
+        )
         options += ["--uvicorn-opts", tls]
     return options
 
