@@ -139,19 +139,13 @@ def serve_command(params: Params, root: Path, version: str | None, port: int) ->
 def ui_command(params: Params, root: Path, port: int) -> ServerCommand:
     store = tracking.Store.for_project(params.mlflow, root)
     tracking.activate(store)  # creates the store and experiment if this is a fresh checkout
-    argv = [
-        str(Path(sys.executable).parent / "mlflow"),
-        "ui",
-        "--backend-store-uri",
-        store.uri,
-        "-h",
-        params.serve.host,
-        "-p",
-        str(port),
-    ]
+    argv = [str(Path(sys.executable).parent / "mlflow"), "ui", "-h", params.serve.host]
+    argv += ["-p", str(port)]
     if store.artifact_location:
         argv += ["--default-artifact-root", store.artifact_location]
-    return ServerCommand(argv, _environment(store))
+    # the store's URI (a postgresql:// one holds a password) by environment: ps shows argv,
+    # and run_server prints it
+    return ServerCommand(argv, {**_environment(store), "MLFLOW_BACKEND_STORE_URI": store.uri})
 
 
 def read_inputs(paths: list[Path], limits: PictureLimits) -> npt.NDArray[np.uint8]:
