@@ -20,8 +20,8 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.code.test_stage_dependencies import PACKAGE, module_file, stages
 from tests.conftest import REPOSITORY
+from tools.stage_dependencies import PACKAGE, module_file, stages
 
 ITEM = "<item>"  # a foreach stage's family: `${item}` in dvc.yaml, `family` in the code
 FAMILY_NAMES = frozenset({"ann", "cnn", ITEM})
