@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import shutil
+import subprocess
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -156,3 +157,78 @@ def test_digits_drawn_with_the_mouse_are_read_and_the_version_is_shown(page_url:
     window = log.window(since=None, last=None)
     assert set(window.input_kinds) == {"page"}
     assert sorted(window.corrected.values()) == sorted(CORRECTIONS.get(d, d) for d in STROKES)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (make test installs it)")
+def test_the_link_digits_ui_prints_opens_on_the_training_runs_and_their_data(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+
+    from playwright.sync_api import expect, sync_playwright
+
+    from digit_recognizer.data.splits import split_path
+    from tests.conftest import REPOSITORY
+
+    # given the project's store with a training run that logged its data, as train does
+    monkeypatch.delenv("MLFLOW_TRACKING_URI")
+    assert main(["prepare"]) == 0
+    params = load_params(Path("params.yaml"))
+    store = tracking.Store.for_project(params.mlflow, project)
+    prepared = Path(params.paths.prepared_dir)
+    with tracking.run(store, "train-cnn", {"stage": "train", "family": "cnn"}):
+        tracking.log_datasets(
+            [
+                (split_path(prepared, "train"), "training"),
+                (split_path(prepared, "validation"), "validation"),
+            ]
+        )
+        tracking.log_metrics({"final_validation_accuracy": 0.5})
+    # when digits ui starts, it prints the page to open
+    port = free_port()
+    ui = subprocess.Popen(
+        [*DIGITS, "ui", "--port", str(port)],
+        cwd=project,
+        env={**os.environ, "PYTHONPATH": str(REPOSITORY / "src")},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        assert ui.stdout is not None
+        printed = ui.stdout.readline().strip()
+        assert printed.startswith("open http://127.0.0.1:"), printed
+        link = printed.removeprefix("open ")
+        wait_for(f"http://127.0.0.1:{port}/health", ui)
+        # then in a browser it shows the training runs, with the data each used
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(
+                executable_path=CHROMIUM, args=["--no-sandbox", "--headless=new"]
+            )
+            page = browser.new_page()
+            page.goto(link)
+            expect(page.get_by_text("train-cnn")).to_be_visible(timeout=60_000)
+            expect(page.get_by_text("Dataset", exact=True)).to_be_visible()
+            expect(page.get_by_text("train (", exact=False).first).to_be_visible()
+            assert "Token Usage" not in page.inner_text("body")  # not the GenAI overview
+            browser.close()
+    finally:
+        os.killpg(ui.pid, 15)
+        ui.wait(timeout=60)
+
+
+def wait_for(url: str, process: subprocess.Popen[str]) -> None:
+    import time
+    import urllib.request
+
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        assert process.poll() is None, f"exited with {process.returncode}"
+        try:
+            with urllib.request.urlopen(url, timeout=5):
+                return
+        except OSError:
+            time.sleep(0.5)
+    raise AssertionError(f"{url} did not answer in time")

@@ -91,6 +91,27 @@ def test_dvc_repro_runs_every_stage_then_only_what_changed(reproduced: Reproduce
         )
         for run in evaluation_runs
     ), "DVC and MLflow must hold the same numbers"
+    # and every training and evaluation run names its data: the DVC path, the file's md5
+    from digit_recognizer.files import file_digest
+
+    for stage, expected in [
+        ("train", {("train", "training"), ("validation", "validation")}),
+        ("evaluate", {("test", "evaluation"), ("robustness", "robustness")}),
+    ]:
+        for stage_run in client.search_runs([experiment.experiment_id], f"tags.stage = '{stage}'"):
+            logged = client.get_run(stage_run.info.run_id).inputs
+            assert logged is not None, stage
+            inputs = logged.dataset_inputs
+            named = {
+                (found.dataset.name, tag.value)
+                for found in inputs
+                for tag in found.tags
+                if tag.key == "mlflow.data.context"
+            }
+            assert named == expected, (stage, named)
+            for found in inputs:
+                source = json.loads(found.dataset.source)["uri"]
+                assert found.dataset.digest == file_digest(tmp_path / source, "md5"), source
 
     # when nothing changed, a second repro is a no-op
     assert ran_stages(run(["dvc", "repro"], tmp_path, environment)) == set()

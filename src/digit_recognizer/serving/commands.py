@@ -6,6 +6,8 @@ import os
 import shutil
 import signal
 import sys
+import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +28,7 @@ SHUTDOWN_SECONDS = 60.0
 class ServerCommand:
     argv: list[str]
     environment: dict[str, str]
+    page: str | None = None  # what to open once it answers (printed; opened where a display is)
 
 
 def run_server(command: ServerCommand) -> None:
@@ -36,6 +39,9 @@ def run_server(command: ServerCommand) -> None:
 
     print(" ".join(command.argv), file=sys.stderr, flush=True)
     process = subprocess.Popen(command.argv, env=command.environment)
+    if command.page:
+        print(f"open {command.page}", flush=True)
+        threading.Thread(target=_open_when_up, args=(command.page,), daemon=True).start()
     try:
         returncode = process.wait()
     except KeyboardInterrupt:  # the CLI turns SIGTERM into this too
@@ -48,6 +54,33 @@ def run_server(command: ServerCommand) -> None:
         return
     if returncode not in (0, -signal.SIGINT, -signal.SIGTERM):
         raise UserError(f"{command.argv[0]} exited with status {returncode}")
+
+
+def _open_when_up(page: str) -> None:
+    """Open ``page`` in the user's browser once the server answers, where there is a display
+    (on a server, a terminal browser would take over the terminal)."""
+    import urllib.request
+    import webbrowser
+
+    if not (
+        os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY") or sys.platform == "darwin"
+    ):
+        return
+    health = page.split("#", 1)[0].rstrip("/") + "/health"
+    for _ in range(120):
+        try:
+            with urllib.request.urlopen(health, timeout=2):
+                webbrowser.open(page)
+                return
+        except OSError:
+            time.sleep(0.5)
+
+
+def ui_page(host: str, port: int, experiment_id: str) -> str:
+    """The experiment's training runs in the MLflow UI: MLflow 3 opens an experiment on its
+    GenAI overview unless the link asks for the machine-learning view."""
+    shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+    return f"http://{shown}:{port}/#/experiments/{experiment_id}/runs?workflowType=machine_learning"
 
 
 def model_uri(params: Params, version: str | None) -> str:
@@ -138,14 +171,18 @@ def serve_command(params: Params, root: Path, version: str | None, port: int) ->
 
 def ui_command(params: Params, root: Path, port: int) -> ServerCommand:
     store = tracking.Store.for_project(params.mlflow, root)
-    tracking.activate(store)  # creates the store and experiment if this is a fresh checkout
+    experiment_id = tracking.activate(store)  # creates them in a fresh checkout
     argv = [str(Path(sys.executable).parent / "mlflow"), "ui", "-h", params.serve.host]
     argv += ["-p", str(port)]
     if store.artifact_location:
         argv += ["--default-artifact-root", store.artifact_location]
     # the store's URI (a postgresql:// one holds a password) by environment: ps shows argv,
     # and run_server prints it
-    return ServerCommand(argv, {**_environment(store), "MLFLOW_BACKEND_STORE_URI": store.uri})
+    return ServerCommand(
+        argv,
+        {**_environment(store), "MLFLOW_BACKEND_STORE_URI": store.uri},
+        ui_page(params.serve.host, port, experiment_id),
+    )
 
 
 def read_inputs(paths: list[Path], limits: PictureLimits) -> npt.NDArray[np.uint8]:

@@ -16,8 +16,9 @@ import numpy.typing as npt
 
 from digit_recognizer import tracking
 from digit_recognizer.config import Family, Params
+from digit_recognizer.data.feedback import FEEDBACK_EVALUATION
 from digit_recognizer.data.kaggle_csv import write_submission
-from digit_recognizer.data.splits import prepared_data_md5
+from digit_recognizer.data.splits import prepared_data_md5, split_path
 from digit_recognizer.evaluation.model_scores import ModelUnderTest, evaluate_model
 from digit_recognizer.evaluation.scores import ProbabilityFunction, headline, summary_line
 from digit_recognizer.models.record import load_trained
@@ -74,6 +75,16 @@ def run_evaluate(params: Params, family: Family, root: Path) -> Evaluation:
         write_submission(scores.test_predictions, submission)
         split = scores.evaluation.split
         tracking.set_tags({"evaluation_split": split, "registered_version": trained.version})
+        tracking.log_datasets(
+            [
+                (split_path(Path(params.paths.prepared_dir), split), "evaluation"),
+                (params.paths.robustness_set, "robustness"),
+                (
+                    split_path(Path(params.paths.prepared_feedback_dir), FEEDBACK_EVALUATION),
+                    "feedback",
+                ),
+            ]
+        )
         description = summary_line(family, scores.metrics, split)
         tracking.describe_run(description)
         tracking.log_metrics(scores.metrics)

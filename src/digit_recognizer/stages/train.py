@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 from digit_recognizer import tracking
 from digit_recognizer.config import Family, Params, TrainFamilyConfig
 from digit_recognizer.data.feedback import FEEDBACK_TRAIN, mixed_in
-from digit_recognizer.data.splits import load_split, prepared_data_md5
+from digit_recognizer.data.splits import load_split, prepared_data_md5, split_path
 from digit_recognizer.files import atomic_path, write_json, write_text
 from digit_recognizer.models.architectures import average_of, build_model, hyperparameters_from
 from digit_recognizer.models.fitting import EPOCH_METRICS
@@ -105,6 +105,13 @@ def run_train(params: Params, family: Family, root: Path) -> TrainedModel:
                     for key, value in config.augmentation.model_dump().items()
                 },
             }
+        )
+        tracking.log_datasets(
+            [
+                (split_path(prepared_dir, "train"), "training"),
+                (split_path(Path(paths.prepared_feedback_dir), FEEDBACK_TRAIN), "training"),
+                (split_path(prepared_dir, "validation"), "validation"),
+            ]
         )
         networks: list[keras.Model] = []
         history: list[dict[str, float]] = []

@@ -154,6 +154,42 @@ def log_artifacts(paths: list[Path], folder: str | None = None) -> None:
         mlflow.log_artifact(str(path), artifact_path=folder)
 
 
+def log_datasets(splits: list[tuple[Path, str]]) -> None:
+    """Each split file (an .npz of images and labels) as an input of the active run, in its
+    context (training, validation, evaluation, ...): named after the file, with its md5 (DVC's
+    hash of a file) as the digest and its path in the project as the source, so the runs
+    table's Dataset column and filter say which data each run used. Missing or empty files
+    (no corrections yet) are left out."""
+    import warnings
+
+    import mlflow
+    import numpy as np
+    from mlflow.data.numpy_dataset import from_numpy
+
+    from digit_recognizer.files import file_digest
+
+    for path, context in splits:
+        if not path.exists():
+            continue
+        with np.load(path) as arrays:
+            images = arrays["images"]
+            # unlabelled (Kaggle's test.csv): features only
+            labels = {"targets": arrays["labels"]} if "labels" in arrays.files else {}
+        if not len(images):  # no corrections yet: nothing was used
+            continue
+        with warnings.catch_warnings():
+            # MLflow registers its local-file source twice and warns that a path is ambiguous
+            warnings.filterwarnings("ignore", message="The specified dataset source can be")
+            dataset = from_numpy(
+                images,
+                source=path.as_posix(),
+                name=path.stem,
+                digest=file_digest(path, "md5"),
+                **labels,
+            )
+        mlflow.log_input(dataset, context=context)
+
+
 def log_dict(content: Any, name: str) -> None:
     import mlflow
 
