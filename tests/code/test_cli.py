@@ -7,7 +7,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.conftest import REPOSITORY
+import pytest
+
+from digit_recognizer.cli import main
+from tests.conftest import REPOSITORY, free_port
 
 DIGITS = [sys.executable, "-m", "digit_recognizer.cli"]
 
@@ -38,3 +41,17 @@ def test_bad_params_file_is_one_line_without_traceback(tmp_path: Path) -> None:
     assert (
         result.stderr.strip() == "digits prepare: error: params.yaml: unknown key 'prepare.split'"
     )
+
+
+def test_a_registry_that_does_not_answer_is_named_not_taken_for_no_champion(
+    project: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # given a tracking server that is down (no retries: the test need not wait them out)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://127.0.0.1:{free_port()}")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    # when the monitor asks for the champion
+    assert main(["monitor"]) == 2
+    # then it says the server did not answer, not that there is no champion
+    error = capsys.readouterr().err.strip()
+    assert "unreachable" in error and "has no @champion" not in error, error
+    assert "\n" not in error

@@ -222,8 +222,8 @@ def monitor(
     champion = registry.alias(tracking.CHAMPION)
     if champion is None:
         raise UserError(
-            f"registered model '{registry.name}' has no @{tracking.CHAMPION} to compare with "
-            "(or the registry is unreachable); run 'digits promote'"
+            f"registered model '{registry.name}' has no @{tracking.CHAMPION} to compare with; "
+            "run 'digits promote'"
         )
     try:
         _, evaluation = evaluation_split(root / params.paths.prepared_dir)

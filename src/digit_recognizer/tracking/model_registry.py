@@ -82,12 +82,16 @@ class Registry:
             return None
 
     def alias(self, alias: str) -> str | None:
+        """The version holding ``alias``; None when the model or the alias does not exist. A
+        registry that does not answer is an error, never "no champion"."""
         from mlflow.exceptions import MlflowException
 
         try:
             return str(self._client.get_model_version_by_alias(self.name, alias).version)
-        except MlflowException:
-            return None
+        except MlflowException as error:
+            if error.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+                return None
+            raise
 
     def set_alias(self, alias: str, version: str) -> None:
         self._client.set_registered_model_alias(self.name, alias, version)
