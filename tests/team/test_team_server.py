@@ -361,6 +361,8 @@ def team_server_from_two_machines(
             found["info"]["artifact_uri"].startswith("mlflow-artifacts:") for found in train_runs
         )
         assert list((state / "artifacts").rglob("MLmodel")), "artifacts went through the server"
+        # and the state folder is the owner's alone: no file another account could read
+        assert_owner_only(state)
         assert not (teammate / "mlruns").exists() and not (teammate / "mlflow.db").exists()
         status, versions = api(uri, "GET", f"model-versions/search?filter=name='{MODEL}'", reader)
         assert status == 200 and len(versions["model_versions"]) == 2
@@ -504,3 +506,36 @@ def team_server_from_two_machines(
     assert offline.returncode == 2 and offline.stderr.count("\n") == 1, offline.stderr
     assert uri in offline.stderr and "unreachable" in offline.stderr
     shutil.rmtree(state, ignore_errors=True)
+
+
+def assert_owner_only(state: Path) -> None:
+    """No file or folder under ``state`` (the folder itself aside: the cluster's owner passes
+    through it) lets its group or others in, and an unprivileged local account reads none."""
+    import stat
+
+    entries = [path for path in state.rglob("*") if not path.is_socket()]
+    open_to_others = [
+        str(path.relative_to(state))
+        for path in entries
+        if path.lstat().st_mode & 0o077 and not stat.S_ISLNK(path.lstat().st_mode)
+    ]
+    assert not open_to_others, f"readable beyond their owner: {open_to_others[:10]}"
+    files = [str(path) for path in entries if path.is_file()]
+    assert any(path.endswith("MLmodel") for path in files) and len(files) > 20
+    as_nobody = subprocess.run(
+        [
+            "runuser",
+            "-u",
+            "nobody",
+            "--",
+            "/bin/sh",
+            "-c",
+            'for f; do [ -r "$f" ] && echo "$f"; done',
+            "sh",
+            *files,
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert as_nobody.stdout == "", f"an unprivileged account reads: {as_nobody.stdout[:500]}"

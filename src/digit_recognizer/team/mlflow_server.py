@@ -116,7 +116,14 @@ def start_server(
         # uses; on 2 cores their start-up and polling competed with training.
         "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
     }
-    with paths.mlflow_log.open("ab") as log:
+    if not config.artifacts_destination:
+        paths.artifacts.mkdir(mode=0o700, exist_ok=True)
+        paths.artifacts.chmod(0o700)
+    # owner-only, like everything the server writes (umask 077): any local account could
+    # otherwise read every model and the log without going through basic auth
+    descriptor = os.open(paths.mlflow_log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    os.fchmod(descriptor, 0o600)
+    with os.fdopen(descriptor, "ab") as log:
         server = subprocess.Popen(
             [
                 *(sys.executable, "-m", "mlflow", "server", "--app-name", "basic-auth"),
@@ -129,6 +136,7 @@ def start_server(
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             env=environment,
+            umask=0o077,
             start_new_session=True,  # outlives this command; stop signals its whole group
         )
     write_private_text(paths.pid, f"{server.pid}\n")

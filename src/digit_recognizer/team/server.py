@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 from digit_recognizer.config import MlflowConfig, TeamServerConfig
 from digit_recognizer.config.environment import LOCK_DATABASE_URL_VARIABLE, environment
 from digit_recognizer.errors import UserError
-from digit_recognizer.files import write_text
+from digit_recognizer.files import write_private_text
 from digit_recognizer.locks import file_lock, redact
 from digit_recognizer.team import postgres
 from digit_recognizer.team.access import UnreadableUserList, read_users
@@ -113,7 +113,7 @@ def start(config: TeamServerConfig, root: Path) -> ServerInfo:
             config, keys["database_password"], keys["lock_password"]
         )
     if not paths.read_users.exists():  # the server refuses every write without it
-        write_text(paths.read_users, "[]\n")
+        write_private_text(paths.read_users, "[]\n")
     admin_settings = paths.client_settings(ADMIN_USER)
     write_client_settings(
         admin_settings,
@@ -194,14 +194,17 @@ def add_team_user(
     databases = _databases(
         config, keys, public_address(config), AUTHORITY_EXPANSION if authority else None
     )
-    with file_lock(paths.read_users.with_name(paths.read_users.name + ".lock"), timeout=60):
+    lock = paths.read_users.with_name(paths.read_users.name + ".lock")
+    if not lock.exists():  # owner-only, like everything in the state folder
+        write_private_text(lock, "")
+    with file_lock(lock, timeout=60):
         # read, change, write under one lock: two add-user runs at once both keep their user
         try:
             readers = read_users(paths.read_users) - {user}
         except UnreadableUserList as error:
             raise UserError(f"{error}; digits server start writes an empty list") from None
         readers |= {user} if permission == "read" else set()
-        write_text(paths.read_users, json.dumps(sorted(readers)) + "\n")
+        write_private_text(paths.read_users, json.dumps(sorted(readers)) + "\n")
     settings = paths.client_settings(user)
     # a read user cannot move an alias, so needs no lock (nor its database credentials)
     lock_url = databases.lock_url if permission == "edit" else None

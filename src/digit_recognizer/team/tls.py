@@ -15,7 +15,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from digit_recognizer.config import TeamServerConfig
 from digit_recognizer.errors import UserError
-from digit_recognizer.files import write_bytes, write_private_text
+from digit_recognizer.files import write_private_text
 from digit_recognizer.team.state import StatePaths, ip_literal
 
 AUTHORITY, AUTHORITY_KEY, CERTIFICATE, KEY = "ca.pem", "ca.key", "server.pem", "server.key"
@@ -131,7 +131,7 @@ def _issue(paths: StatePaths, names: list[str]) -> None:
         write_private_text(
             authority_key_file, authority_key.private_bytes(pem, private, encrypted).decode()
         )
-        write_bytes(authority_file, authority.public_bytes(pem))
+        write_private_text(authority_file, authority.public_bytes(pem).decode())
     server_key = ec.generate_private_key(ec.SECP256R1())
     server = (
         x509.CertificateBuilder()
@@ -155,7 +155,7 @@ def _issue(paths: StatePaths, names: list[str]) -> None:
     )
     key_text = server_key.private_bytes(pem, private, serialization.NoEncryption()).decode()
     write_private_text(paths.tls / KEY, key_text)
-    write_bytes(paths.tls / CERTIFICATE, server.public_bytes(pem))
+    write_private_text(paths.tls / CERTIFICATE, server.public_bytes(pem).decode())
 
 
 def authority_of(config: TeamServerConfig, paths: StatePaths) -> Path | None:
