@@ -26,7 +26,8 @@ from digit_recognizer.models.record import TrainedModel
 from digit_recognizer.promotion.champion import HISTORY_TAG
 from digit_recognizer.promotion.listing import registry_table
 from digit_recognizer.promotion.policy import mcnemar
-from digit_recognizer.stages.promote import CHAMPION, promote, rollback
+from digit_recognizer.stages.promote import promote, rollback
+from digit_recognizer.tracking import CHAMPION
 from tests.conftest import REPOSITORY, synthetic_digits
 from tests.registry_fixtures import Candidate, register_candidate
 

@@ -119,8 +119,3 @@ class PathsConfig(Section):
     def family_submission(self, family: str) -> Path:
         """A family's own predictions for test.csv (the champion's go to champion_submission)."""
         return Path(self.submissions_dir) / f"{family}.csv"
-
-    @property
-    def comparison_dir(self) -> Path:
-        """The report stage's summary and chart: every model compared."""
-        return Path(self.reports_dir)

@@ -17,7 +17,6 @@ from typing import Any
 
 from digit_recognizer import tracking
 
-CHAMPION = tracking.CHAMPION
 PREVIOUS = "previous-champion"
 HISTORY_TAG = "champion_history"
 MOVE_TAG = "champion_move"  # the move under way; empty when none is
@@ -36,7 +35,7 @@ def _now() -> str:
 def _carry_out(registry: tracking.Registry, move: dict[str, Any]) -> None:
     history: list[str] = move["history"]
     registry.set_model_tag(HISTORY_TAG, json.dumps(history))
-    registry.set_alias(CHAMPION, history[-1])
+    registry.set_alias(tracking.CHAMPION, history[-1])
     if len(history) >= 2:
         registry.set_alias(PREVIOUS, history[-2])
     elif registry.alias(PREVIOUS) is not None:
@@ -58,7 +57,7 @@ def repair(registry: tracking.Registry) -> str | None:
         move = json.loads(pending)
         _carry_out(registry, move)
         return f"finished an interrupted move of the champion to version {move['history'][-1]}"
-    current, history = registry.alias(CHAMPION), champion_history(registry)
+    current, history = registry.alias(tracking.CHAMPION), champion_history(registry)
     if current is not None and (not history or history[-1] != current):
         # an alias moved by hand (or by a version of this project that wrote no move first)
         registry.set_model_tag(HISTORY_TAG, json.dumps([*history, current]))

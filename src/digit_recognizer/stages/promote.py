@@ -23,7 +23,7 @@ from digit_recognizer.errors import UserError
 from digit_recognizer.files import write_json
 from digit_recognizer.locks import registry_lock
 from digit_recognizer.promotion.candidates import write_champion_submission
-from digit_recognizer.promotion.champion import CHAMPION, repair, roll_back
+from digit_recognizer.promotion.champion import repair, roll_back
 from digit_recognizer.promotion.decision import PromotionReport, decide
 
 
@@ -47,7 +47,7 @@ def promote(
     """Move ``champion`` to the candidate chosen on validation (or to ``version``), gates
     permitting; then write the champion's submission for data/test.csv."""
     with _champion_held(params, root) as registry:
-        champion_version = registry.alias(CHAMPION)
+        champion_version = registry.alias(tracking.CHAMPION)
         report = PromotionReport(
             "rejected", None, None, champion_version, champion_version, forced=force
         )
@@ -70,7 +70,7 @@ def promote(
 def rollback(params: Params, root: Path) -> tuple[str, str]:
     """Move ``champion`` back to the previous champion; return (from, to)."""
     with _champion_held(params, root) as registry:
-        current = registry.alias(CHAMPION)
+        current = registry.alias(tracking.CHAMPION)
         if current is None:
             raise UserError(f"registered model '{registry.name}' has no champion to roll back")
         moved = roll_back(registry)

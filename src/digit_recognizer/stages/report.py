@@ -3,6 +3,8 @@ summary.md, comparison.csv and comparison.png."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from digit_recognizer.config import FAMILIES, Params
 from digit_recognizer.errors import UserError
 from digit_recognizer.evaluation.comparison import write_report
@@ -14,5 +16,5 @@ def main(params: Params) -> None:
     missing = [path for path in scores_files.values() if not path.exists()]
     if missing:
         raise UserError(f"{missing[0]}: not found; run the evaluate and baselines stages first")
-    paths = write_report(scores_files, params.paths.comparison_dir)
+    paths = write_report(scores_files, Path(params.paths.reports_dir))
     print(f"report: wrote {', '.join(str(path) for path in paths)}")
