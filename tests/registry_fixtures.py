@@ -20,7 +20,7 @@ from digit_recognizer.config import MlflowConfig
 from digit_recognizer.data.robustness import ROBUSTNESS_SPLIT, load_robustness_set
 from digit_recognizer.data.splits import SplitPredictions, evaluation_split, table_digest
 from digit_recognizer.models.architectures import AnnHyperparameters, build_model
-from digit_recognizer.stages.train import register_keras_model
+from digit_recognizer.models.pyfunc import register_keras_model
 
 
 @dataclass(frozen=True)

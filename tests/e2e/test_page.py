@@ -24,8 +24,8 @@ from digit_recognizer import tracking
 from digit_recognizer.cli import main
 from digit_recognizer.config import MlflowConfig, load_params
 from digit_recognizer.data.pictures import PictureLimits, read_picture
+from digit_recognizer.models.pyfunc import register_keras_model
 from digit_recognizer.monitoring.log import PredictionLog, log_url
-from digit_recognizer.stages.train import register_keras_model
 from tests.conftest import free_port
 from tests.e2e.test_serving import DIGITS, serve_params, start, stop
 

@@ -110,3 +110,14 @@ def signature() -> Any:
             [ColSpec("long", "label"), *[ColSpec("double", name) for name in PROBABILITY_COLUMNS]]
         ),
     )
+
+
+def register_keras_model(keras_path: Path, registered_name: str, tags: dict[str, str]) -> Any:
+    """Register a saved Keras model as a new version of this pyfunc (a ``LoggedModel``).
+    Here rather than in tracking/: tracking importing the model code would make every stage
+    that logs a run depend on it, and rerun when it changes."""
+    from digit_recognizer import tracking
+
+    return tracking.log_and_register_model(
+        keras_path, registered_name, tags, MODEL_CODE, signature()
+    )

@@ -56,21 +56,12 @@ def epoch_logger(
     return log_epoch
 
 
-def register_keras_model(
-    keras_path: Path, registered_name: str, tags: dict[str, str]
-) -> tracking.LoggedModel:
-    """Register a saved Keras model as a new version of the Kaggle-row pyfunc."""
-    from digit_recognizer.models.pyfunc import MODEL_CODE, signature
-
-    return tracking.log_and_register_model(
-        keras_path, registered_name, tags, MODEL_CODE, signature()
-    )
-
-
 def run_train(params: Params, family: Family, root: Path) -> TrainedModel:
     import keras
     import pandas as pd
     import tensorflow as tf
+
+    from digit_recognizer.models.pyfunc import register_keras_model
 
     tf.config.experimental.enable_op_determinism()
     paths = params.paths
