@@ -195,6 +195,25 @@ def sourced(settings: Path, home: Path) -> dict[str, str]:
     return dict(line.split("=", 1) for line in printed.split("\0") if "=" in line)
 
 
+# Who is connected to MLflow's database, and as what (asked in a process of its own: see
+# advisory_lock_waiters).
+SESSIONS = """
+import json, sys, psycopg
+with psycopg.connect(sys.stdin.read(), autocommit=True) as connection:
+    def one(query):
+        return connection.execute(query).fetchone()[0]
+    print(json.dumps({
+        "store_is_superuser": one("SELECT rolsuper FROM pg_roles WHERE rolname = 'digits_store'"),
+        "database_owner": one(
+            "SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = 'mlflow'"
+        ),
+        "on_mlflow": sorted({row[0] for row in connection.execute(
+            "SELECT usename FROM pg_stat_activity WHERE datname = 'mlflow'"
+        )}),
+    }))
+"""
+
+
 # Run on the teammate's machine: what answers there, and what is refused.
 PROBE = """
 import json, ssl, sys, urllib.request, psycopg
@@ -363,6 +382,24 @@ def team_server_from_two_machines(
         assert list((state / "artifacts").rglob("MLmodel")), "artifacts went through the server"
         # and the state folder is the owner's alone: no file another account could read
         assert_owner_only(state)
+        # and MLflow's store logs in as a role that owns its database, never as the superuser
+        superuser = (
+            f"postgresql://digits:{keys['database_password']}@127.0.0.1:"
+            f"{params['server']['database_port']}/postgres?sslmode=disable"
+        )
+        sessions = json.loads(
+            subprocess.run(
+                [sys.executable, "-c", SESSIONS],
+                input=superuser,  # not an argument: ps would show the password
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout
+        )
+        assert sessions["store_is_superuser"] is False, sessions
+        assert "digits_store" in sessions["on_mlflow"], sessions
+        assert set(sessions["on_mlflow"]) <= {"digits_store", "digits_lock"}, sessions
+        assert sessions["database_owner"] == "digits_store", sessions
         assert not (teammate / "mlruns").exists() and not (teammate / "mlflow.db").exists()
         status, versions = api(uri, "GET", f"model-versions/search?filter=name='{MODEL}'", reader)
         assert status == 200 and len(versions["model_versions"]) == 2

@@ -1,5 +1,6 @@
 """The team's PostgreSQL: a cluster in the state folder (initdb, pg_ctl), its client rules
-(pg_hba.conf), SSL, the MLflow database and the role that may only take the promotion lock.
+(pg_hba.conf), SSL, the MLflow database, the role that owns it (the MLflow server's login, no
+superuser) and the role that may only take the promotion lock.
 
 PostgreSQL refuses to run as root: under root its programs run as the ``postgres`` user, on a
 data folder that user owns; anyone else runs them as themselves. Its superuser connects from
@@ -14,6 +15,7 @@ import shlex
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote, unquote, urlsplit
 
 from digit_recognizer.config import TeamServerConfig
@@ -28,6 +30,7 @@ from digit_recognizer.team.tls import ServerCertificate
 POSTGRES_SEARCH = "/usr/lib/postgresql/*/bin"  # Debian's layout, newest first
 POSTGRES_OWNER = "postgres"  # who runs the cluster when we are root
 SUPERUSER, DATABASE, LOCK_ROLE = "digits", "mlflow", "digits_lock"
+STORE_ROLE = "digits_store"  # owns MLflow's database and nothing else: the server's login
 LOOPBACK_NETWORKS = ("127.0.0.1/32", "::1/128")
 
 
@@ -87,6 +90,7 @@ def _client_rules(config: TeamServerConfig, address: str) -> str:
     lines = ["# written by digits server start; edit server.allowed_networks instead"]
     for network in LOOPBACK_NETWORKS:
         lines.append(f"host all {SUPERUSER} {network} scram-sha-256")
+        lines.append(f"host {DATABASE} {STORE_ROLE} {network} scram-sha-256")
         lines.append(f"host {DATABASE} {LOCK_ROLE} {network} scram-sha-256")
     own = ip_literal(address)
     networks = [*config.allowed_networks] + ([f"{own}/{own.max_prefixlen}"] if own else [])
@@ -184,25 +188,64 @@ def stop_cluster(paths: StatePaths) -> bool:
     return True
 
 
-def create_database_and_lock_role(
-    config: TeamServerConfig, superuser_password: str, lock_password: str
+def create_roles_and_database(
+    config: TeamServerConfig, superuser_password: str, store_password: str, lock_password: str
 ) -> None:
+    """MLflow's database owned by the store role (which may do nothing else: an injection
+    through MLflow reaches no superuser's ``COPY ... PROGRAM``), and the lock role, which may
+    only connect. A database from before is handed over to the store role, tables and all."""
     import psycopg
     from psycopg import sql
 
     url = local_url(config, SUPERUSER, superuser_password).rsplit("/", 1)[0] + "/postgres"
     with psycopg.connect(url, connect_timeout=10, autocommit=True) as connection:
+        for role, password in ((STORE_ROLE, store_password), (LOCK_ROLE, lock_password)):
+            found = connection.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,))
+            if found.fetchone() is None:  # DDL takes no bound parameters: quoted literals
+                connection.execute(
+                    sql.SQL(
+                        "CREATE ROLE {} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE PASSWORD {}"
+                    ).format(sql.Identifier(role), sql.Literal(password))
+                )
         found = connection.execute("SELECT 1 FROM pg_database WHERE datname = %s", (DATABASE,))
         if found.fetchone() is None:
-            connection.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(DATABASE)))
-        found = connection.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (LOCK_ROLE,))
-        if found.fetchone() is None:
-            # Only for advisory locks: it may connect, and reads or writes no table.
-            connection.execute(  # DDL takes no bound parameters: a quoted literal
-                sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(
-                    sql.Identifier(LOCK_ROLE), sql.Literal(lock_password)
+            connection.execute(
+                sql.SQL("CREATE DATABASE {} OWNER {}").format(
+                    sql.Identifier(DATABASE), sql.Identifier(STORE_ROLE)
                 )
             )
+        else:
+            connection.execute(
+                sql.SQL("ALTER DATABASE {} OWNER TO {}").format(
+                    sql.Identifier(DATABASE), sql.Identifier(STORE_ROLE)
+                )
+            )
+    with psycopg.connect(
+        url.rsplit("/", 1)[0] + f"/{DATABASE}", connect_timeout=10, autocommit=True
+    ) as connection:
+        # nobody else creates objects in it (PostgreSQL 15's default, said again for older ones)
+        connection.execute("REVOKE CREATE ON SCHEMA public FROM PUBLIC")
+        _hand_over_tables(connection)
+
+
+def _hand_over_tables(connection: Any) -> None:
+    """Tables and views the superuser made in an earlier version of this server, to the store
+    role (a table's own sequences follow it)."""
+    from psycopg import sql
+
+    kinds = {"r": "TABLE", "p": "TABLE", "v": "VIEW", "m": "MATERIALIZED VIEW"}
+    owned = connection.execute(
+        "SELECT c.relname, c.relkind FROM pg_class c JOIN pg_namespace n ON n.oid = "
+        "c.relnamespace WHERE n.nspname = 'public' AND c.relkind = ANY(%s) "
+        "AND pg_get_userbyid(c.relowner) <> %s",
+        (list(kinds), STORE_ROLE),
+    ).fetchall()
+    for name, kind in owned:
+        connection.execute(
+            sql.SQL(f"ALTER {kinds[kind]} {{}} OWNER TO {{}}").format(
+                sql.Identifier(name), sql.Identifier(STORE_ROLE)
+            )
+        )
 
 
 def has_mlflow_tables(database_url: str) -> bool:

@@ -84,7 +84,7 @@ def _databases(
     if existing is not None:
         return Databases(*existing, own_cluster=False)
     return Databases(
-        postgres.local_url(config, postgres.SUPERUSER, keys["database_password"]),
+        postgres.local_url(config, postgres.STORE_ROLE, keys["store_password"]),
         postgres.lock_url(config, address, keys["lock_password"], authority),
         own_cluster=True,
     )
@@ -109,8 +109,8 @@ def start(config: TeamServerConfig, root: Path) -> ServerInfo:
     databases = _databases(config, keys, address, AUTHORITY_EXPANSION if authority else None)
     if databases.own_cluster:
         postgres.start_cluster(config, paths, keys["database_password"], address, certificate)
-        postgres.create_database_and_lock_role(
-            config, keys["database_password"], keys["lock_password"]
+        postgres.create_roles_and_database(
+            config, keys["database_password"], keys["store_password"], keys["lock_password"]
         )
     if not paths.read_users.exists():  # the server refuses every write without it
         write_private_text(paths.read_users, "[]\n")

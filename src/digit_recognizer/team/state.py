@@ -20,7 +20,13 @@ Permission = Literal["read", "edit"]
 # A user's name becomes a file name in the state folder and a line of a shell file.
 USER_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_.-]{0,63}")
 WILDCARDS = frozenset({"0.0.0.0", "::", "*", ""})
-SECRET_NAMES = ("admin_password", "database_password", "lock_password", "flask_secret_key")
+SECRET_NAMES = (
+    "admin_password",
+    "database_password",  # the cluster's superuser: the admin's, never the server's
+    "store_password",  # the role that owns MLflow's database, and nothing else
+    "lock_password",
+    "flask_secret_key",
+)
 
 
 @dataclass(frozen=True)
@@ -81,17 +87,20 @@ def state_paths(config: TeamServerConfig, root: Path) -> StatePaths:
 
 def load_secrets(paths: StatePaths) -> dict[str, str]:
     """The generated secrets, created on first start (never MLflow's or anyone's default)."""
+    kept: dict[str, str] = {}
     if paths.secrets.exists():
         try:
-            return dict(json.loads(paths.secrets.read_text()))
+            kept = dict(json.loads(paths.secrets.read_text()))
         except (json.JSONDecodeError, TypeError, ValueError):
             raise UserError(
                 f"{paths.secrets}: not the JSON `digits server start` wrote; restore it from a "
                 "backup (the database and admin passwords are in it)"
             ) from None
-    generated = {name: secrets.token_urlsafe(24) for name in SECRET_NAMES}
-    write_private_text(paths.secrets, json.dumps(generated, indent=2) + "\n")
-    return generated
+    missing = [name for name in SECRET_NAMES if name not in kept]  # a state from before
+    if missing:
+        kept |= {name: secrets.token_urlsafe(24) for name in missing}
+        write_private_text(paths.secrets, json.dumps(kept, indent=2) + "\n")
+    return kept
 
 
 def is_wildcard(host: str) -> bool:
