@@ -356,7 +356,8 @@ def rendered(results: dict[str, Any]) -> str:
             f"{drift_results['flagged']} of {len(drift_results['shifted_windows'])} ({shifted})",
         ),
         (
-            "serving p50, one row, log on / off (median of 7 alternated rounds)",
+            "serving p50, one row, log on / off, medians of 7 alternated rounds "
+            "(added: the median of the rounds' differences)",
             f"{cost['p50_ms_log_on']:.2f} / {cost['p50_ms_log_off']:.2f} ms "
             f"({cost['p50_added_ms']:+.2f} ms)",
         ),
