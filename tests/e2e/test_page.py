@@ -28,6 +28,7 @@ from digit_recognizer.models.pyfunc import register_keras_model
 from digit_recognizer.monitoring.log import PredictionLog, log_url
 from tests.conftest import free_port
 from tests.e2e.test_serving import DIGITS, serve_params, start, stop
+from tests.helpers.servers import wait_for
 
 CHROMIUM = shutil.which("chromium")
 LINE_WIDTH = 24  # the page's pen on its 280 x 280 canvas
@@ -217,18 +218,3 @@ def test_the_link_digits_ui_prints_opens_on_the_training_runs_and_their_data(
     finally:
         os.killpg(ui.pid, 15)
         ui.wait(timeout=60)
-
-
-def wait_for(url: str, process: subprocess.Popen[str]) -> None:
-    import time
-    import urllib.request
-
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        assert process.poll() is None, f"exited with {process.returncode}"
-        try:
-            with urllib.request.urlopen(url, timeout=5):
-                return
-        except OSError:
-            time.sleep(0.5)
-    raise AssertionError(f"{url} did not answer in time")

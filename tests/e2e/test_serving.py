@@ -27,6 +27,7 @@ from digit_recognizer.data.kaggle_csv import PIXEL_COLUMNS
 from digit_recognizer.stages.promote import promote
 from tests.conftest import REPOSITORY, free_port
 from tests.helpers.pictures import GeneratedPicture, valid_pictures
+from tests.helpers.servers import wait_for
 from tests.registry_fixtures import register_candidate
 
 DIGITS = [sys.executable, "-m", "digit_recognizer.cli"]
@@ -55,17 +56,8 @@ def start(
         stderr=subprocess.DEVNULL,
         start_new_session=True,
     )
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        assert process.poll() is None, f"{command} exited with {process.returncode}"
-        try:
-            if request(health_url)[0] == 200:
-                return process
-        except (urllib.error.URLError, ConnectionError):
-            pass
-        time.sleep(0.5)
-    process.kill()
-    raise AssertionError(f"{command} did not answer {health_url} in time")
+    wait_for(health_url, process)
+    return process
 
 
 def stop(process: subprocess.Popen[bytes]) -> None:
@@ -100,15 +92,26 @@ def serve_params(section: str = "serve", **values: object) -> None:
     Path("params.yaml").write_text(yaml.safe_dump(params))
 
 
+def run_data_stages() -> None:
+    """prepare, feedback and robustness in the working directory: what a version is scored on."""
+    for stage in ("prepare", "split-feedback", "robustness"):
+        assert main([stage]) == 0
+
+
+def ann_to_predict_with(project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A registered ANN version in a store of its own, its data stages run."""
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'predict.db'}")
+    run_data_stages()
+    return str(register_candidate(project, "ann", []).version)
+
+
 def serve_new_champion(
     project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> tuple[str, subprocess.Popen[bytes]]:
     """`digits serve` on a newly promoted champion: its base URL and its process."""
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'serving.db'}")
     serve_params(max_request_bytes=100_000, poll_seconds=0.5)
-    assert main(["prepare"]) == 0
-    assert main(["split-feedback"]) == 0
-    assert main(["robustness"]) == 0
+    run_data_stages()
     version = register_candidate(project, "cnn", range(10)).version
     assert (
         promote(load_params(Path("params.yaml")), project, version=version).decision == "promoted"
@@ -376,9 +379,7 @@ def test_mlflow_ui_serves_the_project_store(
 ) -> None:
     # given a store with a run, selected by the project (no MLFLOW_TRACKING_URI)
     monkeypatch.delenv("MLFLOW_TRACKING_URI")
-    assert main(["prepare"]) == 0
-    assert main(["split-feedback"]) == 0
-    assert main(["robustness"]) == 0
+    run_data_stages()
     register_candidate(project, "ann", [])
     port = free_port()
     process = start(
@@ -410,11 +411,7 @@ def test_predict_writes_a_submission_from_csv_and_png(
     project: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'predict.db'}")
-    assert main(["prepare"]) == 0
-    assert main(["split-feedback"]) == 0
-    assert main(["robustness"]) == 0
-    version = register_candidate(project, "ann", []).version
+    version = ann_to_predict_with(project, tmp_path, monkeypatch)
     # from the test CSV with a named version
     assert (
         main(
@@ -554,11 +551,7 @@ def test_predict_reads_or_refuses_every_valid_picture_in_one_line(
     project: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'predict.db'}")
-    assert main(["prepare"]) == 0
-    assert main(["split-feedback"]) == 0
-    assert main(["robustness"]) == 0
-    version = register_candidate(project, "ann", []).version
+    version = ann_to_predict_with(project, tmp_path, monkeypatch)
 
     @settings(max_examples=30, deadline=None, derandomize=True, database=None)
     @given(valid_pictures())
