@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import socket
 import subprocess
 import sys
 import threading
@@ -26,7 +27,14 @@ from digit_recognizer.config import load_params
 from digit_recognizer.data.kaggle_csv import PIXEL_COLUMNS
 from digit_recognizer.stages.promote import promote
 from tests.conftest import REPOSITORY, free_port
-from tests.helpers.pictures import GeneratedPicture, valid_pictures
+from tests.helpers.pictures import (
+    GeneratedPicture,
+    multipart,
+    one_bit_png,
+    png_bytes,
+    seven,
+    valid_pictures,
+)
 from tests.helpers.servers import wait_for
 from tests.registry_fixtures import register_candidate
 
@@ -106,11 +114,14 @@ def ann_to_predict_with(project: Path, tmp_path: Path, monkeypatch: pytest.Monke
 
 
 def serve_new_champion(
-    project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    project: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    max_request_bytes: int = 100_000,
 ) -> tuple[str, subprocess.Popen[bytes]]:
     """`digits serve` on a newly promoted champion: its base URL and its process."""
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'serving.db'}")
-    serve_params(max_request_bytes=100_000, poll_seconds=0.5)
+    serve_params(max_request_bytes=max_request_bytes, poll_seconds=0.5)
     run_data_stages()
     version = register_candidate(project, "cnn", range(10)).version
     assert (
@@ -214,35 +225,6 @@ def bad_payloads() -> dict[str, tuple[bytes, str]]:
             multipart([])[1],
         ),
     }
-
-
-def seven(side: int = 200) -> np.ndarray:
-    """A dark '7' on white paper, small and off-centre, as a photo or a canvas gives it."""
-    picture = np.full((side, side), 255, dtype=np.uint8)
-    picture[30:42, 20:90] = 0
-    for row in range(42, 150):
-        column = 90 - (row - 42) // 3
-        picture[row, column - 6 : column + 6] = 0
-    return picture
-
-
-def png_bytes(picture: np.ndarray, format: str = "PNG") -> bytes:
-    buffer = io.BytesIO()
-    Image.fromarray(picture).save(buffer, format=format)
-    return buffer.getvalue()
-
-
-def multipart(files: list[tuple[str, bytes]]) -> tuple[bytes, str]:
-    """A multipart/form-data body with one file part per picture, and its content type."""
-    boundary = "digits-test-boundary"
-    body = b"".join(
-        f'--{boundary}\r\nContent-Disposition: form-data; name="picture"; filename="{name}"'
-        f"\r\nContent-Type: image/png\r\n\r\n".encode()
-        + content
-        + b"\r\n"
-        for name, content in files
-    )
-    return body + f"--{boundary}--\r\n".encode(), f"multipart/form-data; boundary={boundary}"
 
 
 @pytest.mark.slow
@@ -575,13 +557,6 @@ def test_predict_reads_or_refuses_every_valid_picture_in_one_line(
     read_or_refused()
 
 
-def one_bit_png(side: int) -> bytes:
-    """A white 1-bit PNG of side x side with one dark line: a few KB, megapixels decoded."""
-    picture = Image.new("1", (side, side), 1)
-    picture.putpixel((side // 2, side // 2), 0)
-    return png_bytes(np.asarray(picture.convert("L")), "PNG")
-
-
 def parquet_rows(count: int) -> bytes:
     import pandas as pd
 
@@ -678,5 +653,41 @@ def test_work_is_budgeted_overload_is_answered_and_other_sites_are_refused(
         assert any(status == 503 for status, _ in answers), answers
         assert all(retry == "1" for status, retry in answers if status == 503), answers
         assert request(f"{base}/ping")[0] == 200
+    finally:
+        stop(process)
+
+
+@pytest.mark.slow
+def test_a_request_past_its_deadline_has_its_work_stopped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, project: Path
+) -> None:
+    # given a server whose requests have 1 s, and 64 pictures of 16 megapixels each: within
+    # every other budget, and seconds of work to read them all
+    serve_params(request_timeout_seconds=1.0, max_request_megapixels=2000, max_parts=64, workers=1)
+    base, process = serve_new_champion(project, tmp_path, monkeypatch, max_request_bytes=2_000_000)
+    invocations = f"{base}/invocations"
+    buffer = io.BytesIO()
+    Image.fromarray(seven(4000)).convert("1").save(buffer, "PNG")
+    try:
+        assert request(invocations, *multipart([("seven.png", png_bytes(seven()))] * 2))[0] == 200
+        # when they are sent
+        started = time.monotonic()
+        status, answer = request(invocations, *multipart([("big.png", buffer.getvalue())] * 64))
+        elapsed = time.monotonic() - started
+        # then the answer is a 503 naming the setting, given when the work stopped (a picture
+        # or so past the second), not when it would have ended
+        assert status == 503 and "serve.request_timeout_seconds" in answer, (status, answer)
+        assert elapsed < 3.0, elapsed
+        assert request(invocations, *multipart([("seven.png", png_bytes(seven()))] * 2))[0] == 200
+
+        # when a client sends a body's first bytes and then nothing, it gets 408 at the deadline
+        port = int(base.rsplit(":", 1)[1])
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as connection:
+            connection.sendall(
+                b"POST /invocations HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                b"Content-Type: text/csv\r\nContent-Length: 1000\r\n\r\npixel0,"
+            )
+            reply = connection.recv(1000)
+        assert reply.startswith(b"HTTP/1.1 408") and b"did not arrive within 1 s" in reply, reply
     finally:
         stop(process)

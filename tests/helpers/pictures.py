@@ -1,6 +1,7 @@
-"""Valid pictures of every shape the reader takes, generated: sizes from 1 px to large, modes
-L, RGB, RGBA, P and 1, random, two-tone and patterned content, in every format it decodes.
-Each one opens in Pillow; whether it holds a digit is the reader's to say."""
+"""Pictures for the tests: valid pictures of every shape the reader takes, generated (sizes
+from 1 px to large, modes L, RGB, RGBA, P and 1, random, two-tone and patterned content, in
+every format it decodes; whether each holds a digit is the reader's to say), a drawn seven,
+and multipart bodies of them."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import NamedTuple
 import numpy as np
 import numpy.typing as npt
 from hypothesis import strategies as st
+from PIL import Image
 
 MODES = ("L", "RGB", "RGBA", "P", "1")
 # the formats the reader takes, and the modes each one can store
@@ -64,7 +66,6 @@ def _content(kind: str, height: int, width: int, seed: int) -> npt.NDArray[np.ui
 
 
 def encode(grey: npt.NDArray[np.uint8], mode: str, picture_format: str, seed: int) -> bytes:
-    from PIL import Image
 
     image = Image.fromarray(grey)
     if mode == "RGB":
@@ -102,3 +103,39 @@ def valid_pictures(draw: st.DrawFn) -> GeneratedPicture:
     content = encode(_content(kind, height, width, seed), mode, picture_format, seed)
     description = f"{width} x {height} {mode} {picture_format}, {kind} (seed {seed})"
     return GeneratedPicture(content, CONTENT_TYPES[picture_format], description)
+
+
+def seven(side: int = 200) -> np.ndarray:
+    """A dark '7' on white paper, small and off-centre, as a photo or a canvas gives it."""
+    picture = np.full((side, side), 255, dtype=np.uint8)
+    picture[30:42, 20:90] = 0
+    for row in range(42, 150):
+        column = 90 - (row - 42) // 3
+        picture[row, column - 6 : column + 6] = 0
+    return picture
+
+
+def png_bytes(picture: np.ndarray, format: str = "PNG") -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(picture).save(buffer, format=format)
+    return buffer.getvalue()
+
+
+def multipart(files: list[tuple[str, bytes]]) -> tuple[bytes, str]:
+    """A multipart/form-data body with one file part per picture, and its content type."""
+    boundary = "digits-test-boundary"
+    body = b"".join(
+        f'--{boundary}\r\nContent-Disposition: form-data; name="picture"; filename="{name}"'
+        f"\r\nContent-Type: image/png\r\n\r\n".encode()
+        + content
+        + b"\r\n"
+        for name, content in files
+    )
+    return body + f"--{boundary}--\r\n".encode(), f"multipart/form-data; boundary={boundary}"
+
+
+def one_bit_png(side: int) -> bytes:
+    """A white 1-bit PNG of side x side with one dark line: a few KB, megapixels decoded."""
+    picture = Image.new("1", (side, side), 1)
+    picture.putpixel((side // 2, side // 2), 0)
+    return png_bytes(np.asarray(picture.convert("L")), "PNG")

@@ -22,6 +22,9 @@ class ServeConfig(Section):
     max_rows: int = Field(default=5_000, ge=1)
     # requests a worker answers at once; beyond it 503 with Retry-After, never a queue
     max_concurrent_requests: int = Field(default=16, ge=1)
+    # a request's whole work (its body arriving, pictures read, rows predicted) stops past this:
+    # 408 while the body is still arriving, 503 once it is being answered
+    request_timeout_seconds: float = Field(default=10.0, gt=0.0, le=3600.0)
     # pages on other origins allowed to POST here (browsers send Origin); others get 403
     allowed_origins: list[str] = Field(default=[])
     ui_port: int = Field(default=5000, ge=1, le=65535)

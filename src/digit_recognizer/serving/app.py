@@ -28,9 +28,10 @@ from digit_recognizer.monitoring.corrections import (
 from digit_recognizer.monitoring.metrics import ServingMetrics, exposition
 from digit_recognizer.serving.bodies import (
     BadRequest,
+    Deadline,
+    PastDeadline,
     RequestBudget,
     input_kind,
-    is_readable,
     request_rows,
 )
 from digit_recognizer.serving.following import (
@@ -38,17 +39,17 @@ from digit_recognizer.serving.following import (
     ServedModel,
     answered_by,
 )
+from digit_recognizer.serving.limits import (
+    body_or_refusal,
+    busy,
+    refused_before_reading,
+    text_response,
+)
 from digit_recognizer.serving.recording import PREDICTION_ID_HEADER, Recorder
 
 VERSION_HEADER = "X-Model-Version"
 # The requests counted in the metrics, by path; others (ping, the page, /model) are not.
 _COUNTED_PATHS = ("/invocations", "/explain", "/feedback")
-
-
-def _text(status: int, line: str) -> Any:
-    from fastapi.responses import Response
-
-    return Response(f"{line}\n", status_code=status, media_type="text/plain")
 
 
 def _probabilities(frame: Any) -> Any:
@@ -63,6 +64,7 @@ def answer_rows(
     content_type: str,
     body: bytes,
     budget: RequestBudget,
+    deadline: Deadline,
 ) -> Any:
     """A Kaggle-form or picture request answered as MLflow's scoring app answers (same JSON,
     same error bodies), and recorded; None leaves the request to MLflow's app."""
@@ -74,12 +76,15 @@ def answer_rows(
 
     started = time.perf_counter()
     try:
-        rows = request_rows(content_type, body, budget)
+        rows = request_rows(content_type, body, budget, deadline)
         if rows is None:
             return None
-        version, predictions = model.predict_with_version(rows)  # MLflow checks the shape here
+        # MLflow checks the shape here
+        version, predictions = model.predict_with_version(rows, deadline=deadline)
     except BadRequest as error:
-        return _text(400, f"invalid input: {error}")
+        return text_response(400, f"invalid input: {error}")
+    except PastDeadline as error:
+        return text_response(503, str(error))
     except MlflowException as error:
         return Response(
             error.serialize_as_json(),
@@ -103,6 +108,7 @@ def explain_picture(
     content_type: str,
     body: bytes,
     budget: RequestBudget,
+    deadline: Deadline,
 ) -> Any:
     """What the page shows: the digit, the ten probabilities, the served version, the 28 x 28
     picture the model saw and the answer's prediction id (one picture per request)."""
@@ -110,12 +116,14 @@ def explain_picture(
 
     started = time.perf_counter()
     try:
-        rows = request_rows(content_type, body, budget)
+        rows = request_rows(content_type, body, budget, deadline)
         if rows is None or len(rows) != 1:
             raise BadRequest("POST one picture (image/png, image/jpeg, ...) to /explain")
+        version, frame = model.predict_with_version(rows, deadline=deadline)
     except BadRequest as error:
-        return _text(400, f"invalid input: {error}")
-    version, frame = model.predict_with_version(rows)
+        return text_response(400, f"invalid input: {error}")
+    except PastDeadline as error:
+        return text_response(503, str(error))
     probabilities = _probabilities(frame)
     identifiers = recorder.record("page", rows, probabilities, version, started)
     response = JSONResponse(
@@ -140,56 +148,16 @@ def take_correction(recorder: Recorder, body: bytes) -> Any:
         recorder.correct(identifier, label, "api")
     except (ValueError, RecursionError) as error:  # BadCorrection is a ValueError
         reason = error if isinstance(error, BadCorrection) else "the body is not JSON"
-        return _text(400, f"invalid feedback: {reason}")
+        return text_response(400, f"invalid feedback: {reason}")
     except UnknownPrediction as error:
-        return _text(404, str(error))
+        return text_response(404, str(error))
     except Exception as error:  # the store is down: not the person's mistake
-        return _text(503, f"the prediction log cannot take feedback now: {type(error).__name__}")
+        return text_response(
+            503, f"the prediction log cannot take feedback now: {type(error).__name__}"
+        )
     from fastapi.responses import Response
 
     return Response(status_code=204)
-
-
-async def capped_body(request: Any, limit: int) -> bytes | None:
-    """The body, read in chunks whatever the transfer encoding; None past ``limit`` bytes."""
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            return None
-        chunks.append(chunk)
-    body = b"".join(chunks)
-    request._body = body  # what Request.body() caches: MLflow's app reads it again if it answers
-    return body
-
-
-def _too_large(max_bytes: int) -> Any:
-    return _text(413, f"request body over the limit of {max_bytes} bytes (serve.max_request_bytes)")
-
-
-def _refused_before_reading(request: Any, max_bytes: int, allowed_origins: set[str]) -> Any:
-    """A POST refused from its headers alone: another site's page (403), a type no reader
-    here takes (415; MLflow's own app would decode parquet without a limit), a declared
-    length over the limit (413). None lets it through."""
-    origin = request.headers.get("origin")
-    if origin is not None:
-        own = f"{request.url.scheme}://{request.headers.get('host', '')}"
-        if origin != own and origin not in allowed_origins:
-            return _text(
-                403, f"requests from pages on {origin} are refused (serve.allowed_origins)"
-            )
-    content_type = request.headers.get("content-type", "")
-    if request.url.path == "/invocations" and not is_readable(content_type):
-        return _text(
-            415,
-            f"content type {content_type or '(none)'!r} is not read here; send "
-            "application/json or text/csv (UTF-8), image/png, image/jpeg, image/webp, "
-            "image/bmp, image/gif, image/tiff or multipart/form-data",
-        )
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > max_bytes:
-        return _too_large(max_bytes)
-    return None
 
 
 def _flush_on_shutdown(app: Any, recorder: Recorder) -> None:
@@ -253,17 +221,11 @@ def create_app() -> Any:
         nonlocal in_flight
         if request.method in ("GET", "HEAD", "OPTIONS"):  # /ping, the page: always answered
             return await _answer_within_limits(request, call_next)
-        refused = _refused_before_reading(request, served.max_body_bytes, allowed_origins)
+        refused = refused_before_reading(request, served.max_body_bytes, allowed_origins)
         if refused is not None:
             return refused
         if in_flight >= served.max_concurrent_requests:
-            busy = _text(
-                503,
-                f"busy: {in_flight} requests being answered "
-                "(serve.max_concurrent_requests); retry in a second",
-            )
-            busy.headers["Retry-After"] = "1"
-            return busy
+            return busy(in_flight)
         in_flight += 1
         try:
             return await _answer_within_limits(request, call_next)
@@ -276,18 +238,19 @@ def create_app() -> Any:
         content_type = request.headers.get("content-type", "")
         response = None
         if request.method == "POST" and request.url.path in _COUNTED_PATHS:
-            body = await capped_body(request, served.max_body_bytes)
-            if body is None:
-                return _too_large(served.max_body_bytes)
+            deadline = Deadline.starting_now(served.request_timeout_seconds)
+            body, refusal = await body_or_refusal(request, served.max_body_bytes, deadline)
+            if refusal is not None:
+                return refusal
             if request.url.path == "/explain":
                 response = await asyncio.to_thread(
-                    explain_picture, model, recorder, content_type, body, budget
+                    explain_picture, model, recorder, content_type, body, budget, deadline
                 )
             elif request.url.path == "/feedback":
                 response = await asyncio.to_thread(take_correction, recorder, body)
             else:
                 response = await asyncio.to_thread(
-                    answer_rows, model, recorder, content_type, body, budget
+                    answer_rows, model, recorder, content_type, body, budget, deadline
                 )
         if response is None:
             response = await call_next(request)

@@ -9,6 +9,8 @@ parts of a ``multipart/form-data`` body; each read the MNIST way (data/pictures.
 from __future__ import annotations
 
 import json
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,6 +32,34 @@ MULTIPART = "multipart/form-data"
 
 class BadRequest(ValueError):
     """A request the server refuses with HTTP 400 and this one-line reason."""
+
+
+class PastDeadline(Exception):
+    """A request whose work ran past its deadline: what was left of it was not done (503)."""
+
+
+@dataclass(frozen=True)
+class Deadline:
+    """When a request's work must stop (``serve.request_timeout_seconds`` after it began);
+    checked between pictures and between batches of rows, the units the work is done in."""
+
+    seconds: float
+    ends: float
+    clock: Callable[[], float] = time.monotonic
+
+    @classmethod
+    def starting_now(cls, seconds: float, clock: Callable[[], float] = time.monotonic) -> Deadline:
+        return cls(seconds, clock() + seconds, clock)
+
+    def remaining(self) -> float:
+        return self.ends - self.clock()
+
+    def check(self) -> None:
+        if self.remaining() < 0:
+            raise PastDeadline(
+                f"the answer took over {self.seconds:g} s (serve.request_timeout_seconds) "
+                "and its work was stopped; send fewer or smaller pictures or rows"
+            )
 
 
 @dataclass(frozen=True)
@@ -110,7 +140,7 @@ def kaggle_rows(
 
 
 def multipart_pictures(
-    content_type_header: str, body: bytes, budget: RequestBudget
+    content_type_header: str, body: bytes, budget: RequestBudget, deadline: Deadline
 ) -> npt.NDArray[np.int64]:
     """Every file part of a ``multipart/form-data`` body, read as a picture, in order; the
     parts counted and their pixels summed from their headers before any is decoded."""
@@ -140,7 +170,10 @@ def multipart_pictures(
         if pixels > budget.max_request_pixels:
             raise BadRequest(_over_pixels(budget, f"the pictures up to {source}", pixels))
         pictures.append((source, content))
-    rows = [read_picture(content, source, budget.picture) for source, content in pictures]
+    rows = []
+    for source, content in pictures:
+        deadline.check()
+        rows.append(read_picture(content, source, budget.picture))
     return np.stack(rows).astype(np.int64)
 
 
@@ -152,10 +185,11 @@ def _over_pixels(budget: RequestBudget, what: str, pixels: int) -> str:
 
 
 def request_rows(
-    content_type_header: str, body: bytes, budget: RequestBudget
+    content_type_header: str, body: bytes, budget: RequestBudget, deadline: Deadline
 ) -> npt.NDArray[np.int64] | None:
     """Kaggle rows from any body the server reads itself; None leaves it to MLflow's app.
-    Raises BadRequest (pictures: PictureError, a BadRequest in all but name) with the reason."""
+    Raises BadRequest (pictures: PictureError, a BadRequest in all but name) with the reason,
+    PastDeadline when the pictures take longer to read than the deadline allows."""
     content_type = content_type_header.partition(";")[0].strip().lower()
     try:
         if content_type in ROW_TYPES:
@@ -170,7 +204,7 @@ def request_rows(
                 .astype(np.int64)
             )
         if content_type == MULTIPART:
-            return multipart_pictures(content_type_header, body, budget)
+            return multipart_pictures(content_type_header, body, budget, deadline)
     except PictureError as error:
         raise BadRequest(str(error)) from None
     return None

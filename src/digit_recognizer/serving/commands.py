@@ -132,6 +132,7 @@ def serve_command(params: Params, root: Path, version: str | None, port: int) ->
         max_parts=params.serve.max_parts,
         max_rows=params.serve.max_rows,
         max_concurrent_requests=params.serve.max_concurrent_requests,
+        request_timeout_seconds=params.serve.request_timeout_seconds,
         allowed_origins=",".join(params.serve.allowed_origins),
         log=LogSettings(
             url=prediction_log,

@@ -16,9 +16,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from digit_recognizer import tracking
+from digit_recognizer.serving.bodies import Deadline
 from digit_recognizer.serving.recording import LogSettings
 
 ENVIRONMENT_PREFIX = "DIGITS_SERVE_"
+# Rows predicted between two looks at a request's deadline: ~0.3 s of a CNN on 2 cores.
+BATCH_ROWS = 512
 
 # The version that answered the current request; the handler runs predict in a worker thread,
 # so the middleware shares a mutable cell with it rather than a value.
@@ -40,6 +43,7 @@ class ServedModel:
     max_parts: int
     max_rows: int
     max_concurrent_requests: int
+    request_timeout_seconds: float
     allowed_origins: str  # comma-separated (an environment variable's value)
     log: LogSettings
 
@@ -68,6 +72,7 @@ class ServedModel:
             max_parts=int(value("max_parts")),
             max_rows=int(value("max_rows")),
             max_concurrent_requests=int(value("max_concurrent_requests")),
+            request_timeout_seconds=float(value("request_timeout_seconds")),
             allowed_origins=value("allowed_origins"),
             log=LogSettings(
                 url=value("log_url"),
@@ -112,14 +117,24 @@ class FollowingModel:
         return self.predict_with_version(data, params)[1]
 
     def predict_with_version(
-        self, data: Any, params: dict[str, Any] | None = None
+        self, data: Any, params: dict[str, Any] | None = None, deadline: Deadline | None = None
     ) -> tuple[str, Any]:
-        """The answer and the version that gave it (also named in the response's header)."""
+        """The answer and the version that gave it (also named in the response's header);
+        with a deadline, rows are predicted in batches and the rest dropped once it passes
+        (PastDeadline)."""
+        import pandas as pd
+
         version, model = self._current
         cell = answered_by.get(None)
         if cell is not None:
             cell["version"] = version
-        return version, model.predict(data, params=params)
+        if deadline is None:
+            return version, model.predict(data, params=params)
+        frames = []
+        for start in range(0, len(data), BATCH_ROWS):
+            deadline.check()
+            frames.append(model.predict(data[start : start + BATCH_ROWS], params=params))
+        return version, pd.concat(frames, ignore_index=True)
 
     def follow(self, swapped: Callable[[str], None]) -> None:
         """Poll the alias; load a new version fully before swapping it in, then say so."""
