@@ -14,6 +14,8 @@ class ServeConfig(Section):
     port: int = Field(default=5001, ge=1, le=65535)
     workers: int = Field(default=1, ge=1)  # uvicorn worker processes, each with the model
     poll_seconds: float = Field(default=5.0, gt=0.0, le=3600.0)  # alias checks (champion)
+    # each served version's files, so a worker restarted while the store is down still answers
+    local_copies_dir: str = ".served-models"
     max_request_bytes: int = Field(default=8_000_000, ge=10_000)  # larger bodies get 413
     # a request's work, refused (400) before it is done: pictures' pixels summed over the
     # request, multipart parts, Kaggle rows

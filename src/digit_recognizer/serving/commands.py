@@ -126,6 +126,7 @@ def serve_command(params: Params, root: Path, version: str | None, port: int) ->
         alias=None if version else tracking.CHAMPION,
         pinned_version=version,
         poll_seconds=params.serve.poll_seconds,
+        local_copies=str(root / params.serve.local_copies_dir),
         max_body_bytes=params.serve.max_request_bytes,
         max_picture_pixels=params.pictures.max_pixels,
         max_request_pixels=round(params.serve.max_request_megapixels * 1e6),

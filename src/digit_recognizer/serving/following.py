@@ -2,8 +2,11 @@
 
 Serving ``@champion``, every worker polls the alias; when it moves (promote, rollback) the new
 version is loaded beside the old one and then swapped in with one assignment, so no request is
-dropped and each is answered by exactly one version. Configuration comes from the environment
-that ``serving.commands.serve_command`` sets, so every uvicorn worker builds the same model.
+dropped and each is answered by exactly one version. Each version served is kept on local disk
+(``serve.local_copies_dir``) with the alias's last version beside it, so a worker that starts
+while the tracking store is down (one restarted after a crash) answers with that version.
+Configuration comes from the environment that ``serving.commands.serve_command`` sets, so every
+uvicorn worker builds the same model.
 """
 
 from __future__ import annotations
@@ -13,9 +16,11 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from digit_recognizer import tracking
+from digit_recognizer.files import atomic_path
 from digit_recognizer.serving.bodies import Deadline
 from digit_recognizer.serving.recording import LogSettings
 
@@ -37,6 +42,7 @@ class ServedModel:
     alias: str | None  # None: pinned to ``pinned_version``
     pinned_version: str | None
     poll_seconds: float
+    local_copies: str  # a folder
     max_body_bytes: int
     max_picture_pixels: int
     max_request_pixels: int
@@ -66,6 +72,7 @@ class ServedModel:
             alias=value("alias") or None,
             pinned_version=value("pinned_version") or None,
             poll_seconds=float(value("poll_seconds")),
+            local_copies=value("local_copies"),
             max_body_bytes=int(value("max_body_bytes")),
             max_picture_pixels=int(value("max_picture_pixels")),
             max_request_pixels=int(value("max_request_pixels")),
@@ -91,9 +98,15 @@ class FollowingModel:
         self.served = served
         self._store = tracking.Store(served.tracking_uri, "", None)
         self._registry = tracking.Registry(self._store, served.name)
-        version = self._wanted_version()
+        try:
+            version = self._wanted_version()
+        except RuntimeError:  # no such alias: nothing to fall back on
+            raise
+        except Exception as error:  # the store is down
+            version = self._last_served(error)
         # one attribute for the pair: a request never sees one version's number on another's model
         self._current: tuple[str, Any] = (version, self._load(version))
+        self._remember(version)
         self.metadata = self._current[1].metadata
 
     @property
@@ -109,9 +122,32 @@ class FollowingModel:
             raise RuntimeError(f"registered model '{self.served.name}' has no @{self.served.alias}")
         return version
 
+    def _last_served_file(self) -> Path:
+        return Path(self.served.local_copies) / self.served.name / f"@{self.served.alias}"
+
+    def _remember(self, version: str) -> None:
+        if self.served.alias is not None:
+            with atomic_path(self._last_served_file()) as temporary:
+                temporary.write_text(version)
+
+    def _last_served(self, error: Exception) -> str:
+        """The alias's version last served here, when the store cannot say which it is now."""
+        last = self._last_served_file()
+        if self.served.alias is None or not last.is_file():
+            raise error
+        version = last.read_text().strip()
+        print(
+            f"serve: the tracking store does not answer ({str(error).splitlines()[0]}); "
+            f"serving version {version}, last served, from its local copy",
+            flush=True,
+        )
+        return version
+
     def _load(self, version: str) -> Any:
-        uri = tracking.version_uri(self.served.name, version)
-        return tracking.load_pyfunc(uri, self._store)
+        copy = tracking.local_copy(
+            self.served.name, version, self._store, Path(self.served.local_copies)
+        )
+        return tracking.load_pyfunc(str(copy), self._store)
 
     def predict(self, data: Any, params: dict[str, Any] | None = None) -> Any:
         return self.predict_with_version(data, params)[1]
@@ -144,6 +180,7 @@ class FollowingModel:
                 wanted = self._wanted_version()
                 if wanted != self.version:
                     self._current = (wanted, self._load(wanted))
+                    self._remember(wanted)
                     swapped(wanted)
                     print(f"serve: now serving version {wanted}", flush=True)
             except Exception as error:  # a registry hiccup must not stop serving

@@ -17,6 +17,7 @@ from digit_recognizer.tracking.model_registry import (
     alias_uri,
     download_keras_model,
     load_pyfunc,
+    local_copy,
     predict_labels,
     version_uri,
 )
@@ -71,6 +72,7 @@ __all__ = [
     "lineage_tags",
     "load_pyfunc",
     "load_run_dict",
+    "local_copy",
     "log_and_register_model",
     "log_artifacts",
     "log_datasets",

@@ -3,7 +3,11 @@ tags, and loading a version to predict."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import os
+import shutil
+import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -141,6 +145,28 @@ def load_pyfunc(model_uri: str, store: Store) -> Any:
 
     mlflow.set_tracking_uri(store.uri)
     return mlflow.pyfunc.load_model(model_uri)
+
+
+def local_copy(name: str, version: str, store: Store, copies: Path) -> Path:
+    """A registered version's files in ``copies/<name>/<version>``, downloaded once (a version's
+    files never change) and whole or not at all, so it loads again while the store is down."""
+    import mlflow
+
+    target = copies / name / version
+    if target.is_dir():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{version}.", dir=target.parent))
+    try:
+        mlflow.set_tracking_uri(store.uri)
+        downloaded = mlflow.artifacts.download_artifacts(
+            artifact_uri=version_uri(name, version), dst_path=str(staging)
+        )
+        with contextlib.suppress(OSError):  # another worker's copy got there first: the same files
+            os.rename(downloaded, target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target
 
 
 def download_keras_model(name: str, version: str, store: Store, destination: Path) -> Path:
