@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from benchmarks.monitoring import cpu_model
+from benchmarks.common import cpu_model
 from benchmarks.robustness_readers import other_writers
 from digit_recognizer.config import load_params
 from digit_recognizer.data.robustness import png_bytes, render

@@ -23,12 +23,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
-import signal
-import socket
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 import urllib.request
@@ -38,15 +34,15 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-import yaml
 
+from benchmarks.common import DIGITS, Server, cpu_model, replace_block
 from benchmarks.robustness_readers import other_writers
 from digit_recognizer import tracking
 from digit_recognizer.config import Params, load_params
 from digit_recognizer.data.kaggle_csv import PIXEL_COLUMNS
 from digit_recognizer.data.robustness import png_bytes, read_rendered, render
 from digit_recognizer.data.splits import evaluation_split
-from digit_recognizer.files import write_json, write_text
+from digit_recognizer.files import write_json
 from digit_recognizer.monitoring.commands import compare, drawn_as_pictures, reference_as_served
 from digit_recognizer.monitoring.log import (
     AnswerBatch,
@@ -59,19 +55,6 @@ from digit_recognizer.monitoring.report import draw_chart
 WINDOW = 500
 KIND_OF_FORM = {"rows": "json", "canvas": "picture"}  # the log's kind of each form of request
 SHARE = 0.3
-DIGITS = [sys.executable, "-m", "digit_recognizer.cli"]
-
-
-def cpu_model() -> str:
-    """The CPU's name and the vector extensions its kernels use (read now, never assumed)."""
-    name, flags = platform.processor() or "unknown", set()
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            name = line.split(":", 1)[1].strip()
-        elif line.startswith("flags"):
-            flags = set(line.split(":", 1)[1].split())
-    vectors = "AVX-512" if "avx512f" in flags else "AVX2, no AVX-512" if "avx2" in flags else ""
-    return f"{name} ({vectors})" if vectors else name
 
 
 def canvas(row: npt.NDArray[np.uint8], rng: np.random.Generator) -> npt.NDArray[np.uint8]:
@@ -180,46 +163,6 @@ def post(url: str, body: bytes) -> float:
     with urllib.request.urlopen(request, timeout=120) as response:
         response.read()
     return time.perf_counter() - started
-
-
-class Server:
-    """`digits serve` with its own params file and log (beside, never the project's log)."""
-
-    def __init__(self, root: Path, folder: Path, name: str, **monitoring: Any) -> None:
-        raw = yaml.safe_load((root / "params.yaml").read_text())
-        raw["serve"]["workers"] = monitoring.pop("workers", 1)
-        raw["monitoring"].update(monitoring)
-        params_file = folder / f"{name}.yaml"
-        params_file.write_text(yaml.safe_dump(raw))
-        self.log_url = f"sqlite:///{folder / name}.db"
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            self.port = int(probe.getsockname()[1])
-        self.url = f"http://127.0.0.1:{self.port}/invocations"
-        environment = {**os.environ, "DIGITS_PREDICTION_LOG_URL": self.log_url}
-        self.process = subprocess.Popen(
-            [*DIGITS, "--params", str(params_file), "serve", "--port", str(self.port)],
-            cwd=root,
-            env=environment,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-        deadline = time.monotonic() + 180
-        while time.monotonic() < deadline:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{self.port}/ping", timeout=5)
-                return
-            except OSError:
-                time.sleep(0.5)
-        raise RuntimeError(f"digits serve on port {self.port} did not start")
-
-    def stop(self) -> None:
-        os.killpg(self.process.pid, signal.SIGTERM)
-        self.process.wait(timeout=120)
-
-    def records(self) -> int:
-        return PredictionLog(self.log_url).count()
 
 
 def log_cost(root: Path, folder: Path, images: npt.NDArray[np.uint8]) -> dict[str, Any]:
@@ -390,9 +333,7 @@ def rendered(results: dict[str, Any]) -> str:
 
 
 def write_docs(results: dict[str, Any], page: Path) -> None:
-    text = page.read_text(encoding="utf-8")
-    start, end = text.index(BEGIN), text.index(END) + len(END)
-    write_text(page, text[:start] + rendered(results) + text[end:])
+    replace_block(page, BEGIN, END, rendered(results))
 
 
 def main() -> None:

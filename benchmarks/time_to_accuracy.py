@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from benchmarks.common import cpu_model
 from digit_recognizer.config import load_params
 from digit_recognizer.console import import_tensorflow_quietly
 from digit_recognizer.data.splits import load_split
@@ -56,13 +57,6 @@ class Contender:
     train_seconds: float = 0.0
     accuracies: list[float] = field(default_factory=list)
     seconds_to_target: float | None = None
-
-
-def cpu_model() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.partition(":")[2].strip()
-    return "unknown CPU"
 
 
 def keras_example(train_images: np.ndarray, train_labels: np.ndarray) -> Contender:
