@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import http.client
 import io
 import json
 import os
 import socket
+import statistics
 import subprocess
 import sys
 import threading
@@ -152,6 +154,18 @@ def test_served_champion_answers_every_input_form_and_names_its_version(
     served_champion: str,
 ) -> None:
     invocations = f"{served_champion}/invocations"
+    # a client that keeps its connection open is not kept waiting for its own delayed ACK
+    # (~40 ms an answer while a worker's sockets had Nagle's algorithm on)
+    host, port = served_champion.removeprefix("http://").split(":")
+    connection = http.client.HTTPConnection(host, int(port), timeout=30)
+    round_trips = []
+    for _ in range(11):
+        started = time.perf_counter()
+        connection.request("GET", "/ping")
+        connection.getresponse().read()
+        round_trips.append(time.perf_counter() - started)
+    connection.close()
+    assert statistics.median(round_trips) < 0.02, round_trips
     # JSON dataframe_split with the Kaggle columns
     status, body, headers = request_with_headers(
         invocations, split_payload([[0] * 784, [255] * 784])

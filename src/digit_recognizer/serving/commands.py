@@ -156,6 +156,8 @@ def serve_command(params: Params, root: Path, version: str | None, port: int) ->
         "--workers",
         str(params.serve.workers),
         "--no-access-log",
+        "--http",
+        "digit_recognizer.serving.connections:NoDelayH11Protocol",
     ]
     # The workers' metrics files: a fresh folder per server, or counts would carry over.
     metrics_dir = root / params.monitoring.log_dir / f"metrics-{port}"
