@@ -205,7 +205,7 @@ def kill_at_write(monkeypatch: pytest.MonkeyPatch, step: int) -> None:
 
         return write
 
-    for name in ("set_model_tag", "set_alias", "delete_alias", "tag_version"):
+    for name in ("set_model_tag", "set_alias", "delete_alias", "tag_version", "record_move"):
         original = getattr(tracking.Registry, name)
         monkeypatch.setattr(tracking.Registry, name, dying(original))
 
@@ -220,9 +220,10 @@ def test_a_champion_move_killed_between_any_two_registry_calls_is_finished_by_th
     for version in (first, sitting):
         assert main(["promote", "--version", version, "--force"]) == 0
     client = mlflow.MlflowClient()
-    # a promotion writes the move, the history, two aliases, the version's tags, clears the
-    # move and records the decision: seven registry writes; it dies before each one in turn
-    for step in range(7):
+    # a promotion writes the move, the history, two aliases, the version's tags, the move's
+    # record, clears the move and records the decision: eight registry writes; it dies before
+    # each one in turn
+    for step in range(8):
         with pytest.MonkeyPatch.context() as patch, pytest.raises(Killed):
             kill_at_write(patch, step)
             promote(params, registry_project, version=challenger, force=True)
@@ -244,6 +245,12 @@ def test_a_champion_move_killed_between_any_two_registry_calls_is_finished_by_th
         assert not model.tags.get("champion_move"), "no move left pending"
         if not written:  # back to the sitting champion for the next step
             assert main(["promote", "--version", sitting, "--force"]) == 0
+    # and each promotion the process wrote down before dying is recorded once, however often
+    # its move was carried out
+    moves = tracking.Registry(
+        tracking.Store.for_project(params.mlflow, registry_project), "digit-recognizer"
+    ).recorded_moves()
+    assert sum(move["move"] == "promote" and move["to"] == challenger for move in moves) == 7
 
 
 def test_a_record_naming_another_run_is_refused(

@@ -128,7 +128,7 @@ def decide(
         report.reason = (
             ("forced past failing gates: " + ", ".join(failed)) if failed else "every gate passed"
         )
-        promote_to(registry, chosen.version, report.forced)
+        promote_to(registry, chosen.version, report.forced, report.reason)
         report.champion_after = chosen.version
     else:
         report.reason = "failed gates: " + ", ".join(failed)

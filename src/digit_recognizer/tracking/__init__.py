@@ -12,6 +12,7 @@ from digit_recognizer.tracking.logged_models import (
 )
 from digit_recognizer.tracking.model_registry import (
     CHAMPION,
+    MOVE_MODEL_TAG,
     Registry,
     VersionRecord,
     alias_uri,
@@ -54,6 +55,7 @@ __all__ = [
     "CHAMPION",
     "FEEDBACK_PREDICTIONS_ARTIFACT",
     "HOST_TAG",
+    "MOVE_MODEL_TAG",
     "NOTE_TAG",
     "PREDICTIONS_ARTIFACT",
     "PROCESS_TAG",

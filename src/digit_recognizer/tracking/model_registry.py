@@ -14,10 +14,13 @@ from pathlib import Path
 from typing import Any
 
 from digit_recognizer.errors import UserError
-from digit_recognizer.tracking.store import Store
+from digit_recognizer.tracking.store import Store, activate
 
 # The alias promotion moves and serving follows.
 CHAMPION = "champion"
+# The tags that make a run a record of a champion move, of which registered model.
+MOVE_ID_TAG = "champion_move_id"
+MOVE_MODEL_TAG = "champion_of"
 
 
 def version_uri(name: str, version: str) -> str:
@@ -51,6 +54,7 @@ class Registry:
         self.name = name
         self.store = store
         self._client = mlflow.MlflowClient(store.uri)
+        self._experiment: str | None = None
 
     def create_if_missing(self) -> None:
         from mlflow.exceptions import MlflowException
@@ -124,6 +128,51 @@ class Registry:
 
     def set_model_tag(self, key: str, value: str) -> None:
         self._client.set_registered_model_tag(self.name, key, value)
+
+    def record_move(self, move_id: str, tags: Mapping[str, str], retried: bool) -> None:
+        """One move of the champion as a finished run in the project's experiment (the full
+        log, which no tag's size bounds); a ``retried`` move is recorded only if it was not."""
+        if retried and self._move_runs(f"tags.{MOVE_ID_TAG} = '{move_id}'"):
+            return
+        run = self._client.create_run(
+            self._experiment_id(),
+            tags={
+                **tags,
+                MOVE_ID_TAG: move_id,
+                "mlflow.runName": f"champion {tags.get('from', '') or '-'} -> {tags['to']}",
+            },
+        )
+        self._client.set_terminated(run.info.run_id)
+
+    def recorded_moves(self) -> list[dict[str, str]]:
+        """Every recorded move of the champion, oldest first."""
+        return [
+            {key: value for key, value in run.data.tags.items() if not key.startswith("mlflow.")}
+            for run in reversed(self._move_runs(""))
+        ]
+
+    def _experiment_id(self) -> str:
+        if self._experiment is None:
+            self._experiment = activate(self.store)
+        return self._experiment
+
+    def _move_runs(self, condition: str) -> list[Any]:
+        query = f"tags.{MOVE_MODEL_TAG} = '{self.name}'" + (
+            f" and {condition}" if condition else ""
+        )
+        runs, token = [], None
+        while True:
+            page = self._client.search_runs(
+                [self._experiment_id()],
+                query,
+                order_by=["attributes.start_time DESC"],
+                max_results=1000,
+                page_token=token,
+            )
+            runs += list(page)
+            token = page.token
+            if not token:
+                return runs
 
     def run_metrics(self, run_id: str) -> dict[str, float]:
         return dict(self._client.get_run(run_id).data.metrics)
