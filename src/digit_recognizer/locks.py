@@ -6,7 +6,9 @@ default local store a lock file in the project root serialises them. Against a s
 advisory lock on the database named by ``DIGITS_REGISTRY_LOCK_URL`` (in the settings file
 ``digits server add-user`` writes), which PostgreSQL releases by itself when a client's
 connection dies. Either lock is waited for at most ``promote.lock_timeout_seconds``; then the
-waiter fails in one line naming the holder (user, machine, process).
+waiter fails in one line naming the holder (user, machine, process). Right before the champion
+moves, the holder confirms its lock is still held (``HeldLock.confirm``): a PostgreSQL session
+can be ended under it, and a mover that lost its lock refuses rather than race another.
 """
 
 from __future__ import annotations
@@ -20,7 +22,8 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -31,6 +34,13 @@ from digit_recognizer.errors import UserError
 LOCK_FILE = ".registry.lock"
 APPLICATION_PREFIX = "digits "  # how the lock's sessions name themselves to PostgreSQL
 LOCAL_SCHEMES = frozenset({"", "file", "sqlite"})  # stores that live on this machine
+
+
+@dataclass(frozen=True)
+class HeldLock:
+    """A lock being held; ``confirm`` raises UserError, in one line, if it no longer is."""
+
+    confirm: Callable[[], None]
 
 
 def advisory_key(name: str) -> int:
@@ -95,9 +105,11 @@ def _holder(connection: Any, key: int) -> str:
     ).fetchone()
     if row is None:
         return "a session that has just ended"
+    # another user's lock role sees the name only: the address and start are its own to see
     name, address, since = row
     name = str(name or "an unnamed client").removeprefix(APPLICATION_PREFIX)
-    return f"{name} from {address or 'the server'} since {since:%H:%M:%S %Z}"
+    where = f" from {address}" if address else ""
+    return f"{name}{where}{f' since {since:%H:%M:%S %Z}' if since else ''}"
 
 
 def _hold_advisory_lock(lock_url: str, name: str, timeout: float, holder: str) -> int:
@@ -113,8 +125,10 @@ def _hold_advisory_lock(lock_url: str, name: str, timeout: float, holder: str) -
             application_name=f"{APPLICATION_PREFIX}{holder}"[:63],
         )
     except psycopg.Error as error:
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error)
-        print(f"{LOCK_URL_VARIABLE}={redact(lock_url)}: cannot connect: {first_line}", flush=True)
+        print(
+            f"{LOCK_URL_VARIABLE}={redact(lock_url)}: cannot connect: {_first_line(error)}",
+            flush=True,
+        )
         return 1
     with connection:
         key = advisory_key(name)
@@ -130,12 +144,26 @@ def _hold_advisory_lock(lock_url: str, name: str, timeout: float, holder: str) -
             print(timed_out, flush=True)
             return 1
         print("locked", flush=True)
-        sys.stdin.read()  # until the client closes it, or dies
+        for _ in sys.stdin:  # "check" lines, until the client closes it or dies
+            try:
+                held = connection.execute(
+                    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted "
+                    "AND pid = pg_backend_pid()"
+                ).fetchone()
+            except psycopg.Error as error:
+                print(f"lost: {_first_line(error)}", flush=True)
+                return 1
+            print("held" if held and held[0] else "lost: the lock is no longer held", flush=True)
     return 0
 
 
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
 @contextlib.contextmanager
-def advisory_lock(lock_url: str, name: str, timeout: float) -> Iterator[None]:
+def advisory_lock(lock_url: str, name: str, timeout: float) -> Iterator[HeldLock]:
     """Hold PostgreSQL's session advisory lock for ``name``, waiting at most ``timeout`` s.
 
     A small process of its own holds the session: TensorFlow exports its BoringSSL's symbols
@@ -156,22 +184,40 @@ def advisory_lock(lock_url: str, name: str, timeout: float) -> Iterator[None]:
         session.stdin.close()
         session.wait()
         raise UserError(answer or f"the promotion lock's process ended with {session.returncode}")
+
+    def confirm() -> None:
+        assert session.stdin is not None and session.stdout is not None
+        try:
+            session.stdin.write("check\n")
+            session.stdin.flush()
+            answer = session.stdout.readline().strip()
+        except OSError:
+            answer = ""
+        if answer != "held":
+            reason = answer.removeprefix("lost: ") or "its process ended"
+            raise UserError(
+                f"the promotion lock was lost before the champion moved ({reason}); nothing "
+                "was moved by this command: run it again"
+            )
+
     try:
-        yield
+        yield HeldLock(confirm)
     finally:
-        session.stdin.close()
+        with contextlib.suppress(OSError):  # a lost session's process may have ended
+            session.stdin.close()
         session.wait(timeout=60)
 
 
 @contextlib.contextmanager
 def registry_lock(
     root: Path, registered_model: str, tracking_uri: str, timeout: float
-) -> Iterator[None]:
+) -> Iterator[HeldLock]:
     """Serialise alias moves of ``registered_model`` among every client of the store."""
     lock_url = environment().registry_lock_url
     if lock_url:
-        with advisory_lock(lock_url, f"digit-recognizer/registry/{registered_model}", timeout):
-            yield
+        name = f"digit-recognizer/registry/{registered_model}"
+        with advisory_lock(lock_url, name, timeout) as held:
+            yield held
         return
     if urlsplit(tracking_uri).scheme not in LOCAL_SCHEMES:
         raise UserError(
@@ -180,7 +226,7 @@ def registry_lock(
             "database (the settings file digits server add-user writes holds it)"
         )
     with file_lock(root / LOCK_FILE, timeout):
-        yield
+        yield HeldLock(lambda: None)  # a lock file is held while this process lives
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 import yaml
@@ -236,11 +237,30 @@ found["stranger"] = fetch(
 for mode in ("verify-full", "disable"):
     url = lock_url.split("?")[0] + f"?sslmode={mode}&sslrootcert={authority}"
     try:
-        psycopg.connect(url, connect_timeout=10).close()
-        found[mode] = "connected"
+        with psycopg.connect(url, connect_timeout=10, autocommit=True) as connection:
+            found[mode] = "connected"
+            try:
+                connection.execute("CREATE TEMPORARY TABLE scratch (x int)")
+                found["temporary_table"] = "created"
+            except psycopg.Error as error:
+                found["temporary_table"] = type(error).__name__
     except psycopg.Error as error:
         found[mode] = str(error).strip().splitlines()[0]
 print(json.dumps(found))
+"""
+
+# Tries to end the admin's lock sessions with the lock URL read from stdin; says what happened.
+TERMINATE = """
+import sys, psycopg
+with psycopg.connect(sys.stdin.read(), autocommit=True) as connection:
+    try:
+        ended = connection.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE application_name LIKE 'digits admin@%'"
+        ).fetchall()
+        print(f"ended {ended}")
+    except psycopg.errors.InsufficientPrivilege:
+        print("refused")
 """
 
 
@@ -332,6 +352,8 @@ def team_server_from_two_machines(
         assert probed["https"] == 200 and probed["stranger"] == 401, probed
         assert probed["clear_http"] not in (200, 401), "no answer in clear text"
         assert probed["verify-full"] == "connected", probed
+        assert probed["temporary_table"] == "InsufficientPrivilege", "the lock role only locks"
+        assert urlsplit(editor[LOCK_URL_VARIABLE]).username == "digits_lock_ana", "ana's own"
         if machines.namespace:  # loopback may connect without SSL; other machines may not
             assert "no encryption" in probed["disable"], probed
         # and a user name that is not a plain name is refused before anything is written
@@ -398,7 +420,10 @@ def team_server_from_two_machines(
         )
         assert sessions["store_is_superuser"] is False, sessions
         assert "digits_store" in sessions["on_mlflow"], sessions
-        assert set(sessions["on_mlflow"]) <= {"digits_store", "digits_lock"}, sessions
+        assert all(
+            role == "digits_store" or role.startswith("digits_lock_")
+            for role in sessions["on_mlflow"]
+        ), sessions
         assert sessions["database_owner"] == "digits_store", sessions
         assert not (teammate / "mlruns").exists() and not (teammate / "mlflow.db").exists()
         status, versions = api(uri, "GET", f"model-versions/search?filter=name='{MODEL}'", reader)
@@ -475,6 +500,15 @@ def team_server_from_two_machines(
             )
             assert advisory_lock_waiters(admin[LOCK_URL_VARIABLE], seconds=120) == 1
             assert waiting.poll() is None, "the promotion did not wait for the lock"
+            # and the teammate's lock role cannot end the holder's session to take the lock
+            ended = subprocess.run(
+                machines.teammate([sys.executable, "-c", TERMINATE]),
+                input=editor[LOCK_URL_VARIABLE],
+                capture_output=True,
+                text=True,
+                check=True,
+            )
+            assert ended.stdout.strip() == "refused", ended.stdout
             assert model_champion(uri, reader) == champion, "nothing moved while it waited"
         waiting_error = waiting.communicate(timeout=300)[1]
         assert waiting.returncode == 0, waiting_error

@@ -11,7 +11,7 @@ from cryptography import x509
 
 from digit_recognizer.config import TeamServerConfig
 from digit_recognizer.errors import UserError
-from digit_recognizer.team.postgres import _client_rules, lock_url
+from digit_recognizer.team.postgres import _client_rules, lock_role_of, lock_url
 from digit_recognizer.team.server import _existing_database
 from digit_recognizer.team.state import StatePaths, check_exposure, tracking_uri_of
 from digit_recognizer.team.tls import ServerCertificate, server_certificate
@@ -58,15 +58,20 @@ def test_an_existing_database_needs_a_lock_of_its_own(monkeypatch: pytest.Monkey
 def test_postgres_admits_other_machines_over_ssl_only_when_tls_is_on() -> None:
     config = TeamServerConfig(database_host="0.0.0.0", allowed_networks=["10.77.0.0/24"])
     rules = _client_rules(config, "10.77.0.1").splitlines()
-    assert "hostssl mlflow digits_lock 10.77.0.0/24 scram-sha-256" in rules
+    assert "hostssl mlflow digits_lock,+digits_lockers 10.77.0.0/24 scram-sha-256" in rules
     superuser = {rule.split()[3] for rule in rules if rule.split()[2:3] == ["digits"]}
     assert superuser == {"127.0.0.1/32", "::1/128"}, "the superuser connects from loopback only"
     clear = TeamServerConfig(tls=False, allow_clear_text=True, allowed_networks=["10.77.0.0/24"])
-    assert "host mlflow digits_lock 10.77.0.0/24 scram-sha-256" in _client_rules(clear, "x")
-    assert lock_url(config, "10.77.0.1", "p w", "/ca.pem") == (
-        "postgresql://digits_lock:p%20w@10.77.0.1:5433/mlflow?sslmode=verify-full"
+    assert "host mlflow digits_lock,+digits_lockers 10.77.0.0/24 scram-sha-256" in _client_rules(
+        clear, "x"
+    )
+    assert lock_url(config, "10.77.0.1", "p w", "/ca.pem", lock_role_of("ana")) == (
+        "postgresql://digits_lock_ana:p%20w@10.77.0.1:5433/mlflow?sslmode=verify-full"
         "&sslrootcert=/ca.pem"
     )
+    # PostgreSQL cuts names at 63 bytes: two long user names sharing a prefix stay apart
+    long_names = [lock_role_of("a" * 64), lock_role_of("a" * 63 + "b")]
+    assert all(len(role) <= 63 for role in long_names) and long_names[0] != long_names[1]
 
 
 def test_the_certificate_names_the_address_and_is_made_again_when_it_changes(

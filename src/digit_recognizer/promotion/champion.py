@@ -66,6 +66,7 @@ def _move(
         "id": uuid.uuid4().hex,
         "record": {**record, "at": _now(), tracking.MOVE_MODEL_TAG: registry.name},
     }
+    registry.move_guard()  # before the move is written down: after it, any holder finishes it
     registry.set_model_tag(MOVE_TAG, json.dumps(move))
     _carry_out(registry, move, retried=False)
 

@@ -34,7 +34,8 @@ def _champion_held(params: Params, root: Path) -> Iterator[tracking.Registry]:
     store = tracking.Store.for_project(params.mlflow, root)
     tracking.activate(store)
     registry = tracking.Registry(store, params.mlflow.registered_model_name)
-    with registry_lock(root, registry.name, store.uri, params.promote.lock_timeout_seconds):
+    with registry_lock(root, registry.name, store.uri, params.promote.lock_timeout_seconds) as held:
+        registry.move_guard = held.confirm
         repaired = repair(registry)
         if repaired:
             print(f"registry: {repaired}", flush=True)

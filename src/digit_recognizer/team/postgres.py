@@ -1,6 +1,9 @@
 """The team's PostgreSQL: a cluster in the state folder (initdb, pg_ctl), its client rules
 (pg_hba.conf), SSL, the MLflow database, the role that owns it (the MLflow server's login, no
-superuser) and the role that may only take the promotion lock.
+superuser) and the roles that may only take the promotion lock: one per user who may move the
+champion (the admin and each edit user), so no user can end another's lock session. They are
+admitted as members of ``digits_lockers``, a group with no login and no privilege of its own;
+``digits_lock``, the lock role every user shared before, stays for the settings that name it.
 
 PostgreSQL refuses to run as root: under root its programs run as the ``postgres`` user, on a
 data folder that user owns; anyone else runs them as themselves. Its superuser connects from
@@ -10,7 +13,9 @@ when TLS is on.
 
 from __future__ import annotations
 
+import hashlib
 import os
+import secrets
 import shlex
 import shutil
 import subprocess
@@ -30,6 +35,7 @@ from digit_recognizer.team.tls import ServerCertificate
 POSTGRES_SEARCH = "/usr/lib/postgresql/*/bin"  # Debian's layout, newest first
 POSTGRES_OWNER = "postgres"  # who runs the cluster when we are root
 SUPERUSER, DATABASE, LOCK_ROLE = "digits", "mlflow", "digits_lock"
+LOCK_GROUP = "digits_lockers"  # the users' own lock roles, as pg_hba.conf admits them
 STORE_ROLE = "digits_store"  # owns MLflow's database and nothing else: the server's login
 LOOPBACK_NETWORKS = ("127.0.0.1/32", "::1/128")
 
@@ -71,11 +77,21 @@ def local_url(config: TeamServerConfig, user: str, password: str) -> str:
     )
 
 
-def lock_url(config: TeamServerConfig, address: str, password: str, authority: str | None) -> str:
-    """The lock role's URL as users write it: the cluster on the address they reach us by,
+def lock_role_of(user: str) -> str:
+    """The lock role of one edit user: a PostgreSQL name of at most 63 bytes."""
+    role = f"{LOCK_ROLE}_{user}"
+    if len(role) <= 63:
+        return role
+    return f"{role[:54]}_{hashlib.sha256(user.encode()).hexdigest()[:8]}"
+
+
+def lock_url(
+    config: TeamServerConfig, address: str, password: str, authority: str | None, role: str
+) -> str:
+    """A lock role's URL as users write it: the cluster on the address they reach us by,
     the server's certificate checked against ``authority`` (a path, or a shell expansion)."""
     host = address if is_wildcard(config.database_host) else config.database_host
-    url = f"postgresql://{LOCK_ROLE}:{quote(password, safe='')}@{host}:{config.database_port}"
+    url = f"postgresql://{role}:{quote(password, safe='')}@{host}:{config.database_port}"
     if not config.tls:
         return f"{url}/{DATABASE}"
     if authority is None:  # the user's own certificate: the system's trust store
@@ -84,18 +100,19 @@ def lock_url(config: TeamServerConfig, address: str, password: str, authority: s
 
 
 def _client_rules(config: TeamServerConfig, address: str) -> str:
-    """pg_hba.conf: the superuser from loopback; the lock role from loopback, from this
-    machine's own address and from the team's networks (SSL only when TLS is on)."""
+    """pg_hba.conf: the superuser from loopback; the lock roles (``+``: the group's members)
+    from loopback, from this machine's own address and from the team's networks (SSL only
+    when TLS is on)."""
     remote = "hostssl" if config.tls else "host"
     lines = ["# written by digits server start; edit server.allowed_networks instead"]
     for network in LOOPBACK_NETWORKS:
         lines.append(f"host all {SUPERUSER} {network} scram-sha-256")
         lines.append(f"host {DATABASE} {STORE_ROLE} {network} scram-sha-256")
-        lines.append(f"host {DATABASE} {LOCK_ROLE} {network} scram-sha-256")
+        lines.append(f"host {DATABASE} {LOCK_ROLE},+{LOCK_GROUP} {network} scram-sha-256")
     own = ip_literal(address)
     networks = [*config.allowed_networks] + ([f"{own}/{own.max_prefixlen}"] if own else [])
     for network in dict.fromkeys(networks):
-        lines.append(f"{remote} {DATABASE} {LOCK_ROLE} {network} scram-sha-256")
+        lines.append(f"{remote} {DATABASE} {LOCK_ROLE},+{LOCK_GROUP} {network} scram-sha-256")
     return "\n".join(lines) + "\n"
 
 
@@ -207,6 +224,9 @@ def create_roles_and_database(
                         "CREATE ROLE {} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE PASSWORD {}"
                     ).format(sql.Identifier(role), sql.Literal(password))
                 )
+        found = connection.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (LOCK_GROUP,))
+        if found.fetchone() is None:
+            connection.execute(sql.SQL("CREATE ROLE {} NOLOGIN").format(sql.Identifier(LOCK_GROUP)))
         found = connection.execute("SELECT 1 FROM pg_database WHERE datname = %s", (DATABASE,))
         if found.fetchone() is None:
             connection.execute(
@@ -223,9 +243,36 @@ def create_roles_and_database(
     with psycopg.connect(
         url.rsplit("/", 1)[0] + f"/{DATABASE}", connect_timeout=10, autocommit=True
     ) as connection:
-        # nobody else creates objects in it (PostgreSQL 15's default, said again for older ones)
+        # nobody else creates objects in it (PostgreSQL 15's default, said again for older
+        # ones), nor temporary tables: the lock roles may connect and take the lock, no more
         connection.execute("REVOKE CREATE ON SCHEMA public FROM PUBLIC")
+        connection.execute(
+            sql.SQL("REVOKE TEMPORARY ON DATABASE {} FROM PUBLIC").format(sql.Identifier(DATABASE))
+        )
         _hand_over_tables(connection)
+
+
+def create_lock_role(config: TeamServerConfig, superuser_password: str, user: str) -> str:
+    """``user``'s own lock role (created, or given a new password); return the password."""
+    import psycopg
+    from psycopg import sql
+
+    password = secrets.token_urlsafe(18)
+    role = sql.Identifier(lock_role_of(user))
+    url = local_url(config, SUPERUSER, superuser_password).rsplit("/", 1)[0] + "/postgres"
+    with psycopg.connect(url, connect_timeout=10, autocommit=True) as connection:
+        found = connection.execute(
+            "SELECT 1 FROM pg_roles WHERE rolname = %s", (lock_role_of(user),)
+        ).fetchone()
+        verb = "ALTER" if found else "CREATE"
+        connection.execute(
+            sql.SQL(verb + " ROLE {} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE PASSWORD {}").format(
+                role, sql.Literal(password)
+            )
+        )
+        # a member of the group only: members of each other's roles could end their sessions
+        connection.execute(sql.SQL("GRANT {} TO {}").format(sql.Identifier(LOCK_GROUP), role))
+    return password
 
 
 def _hand_over_tables(connection: Any) -> None:

@@ -50,10 +50,11 @@ class ServerInfo:
 
 @dataclass(frozen=True)
 class Databases:
-    """The backend store's URL (the server's alone) and the lock's URL as users write it."""
+    """The backend store's URL (the server's alone) and, with an existing database, the lock's
+    URL as users write it (our own cluster gives each user a lock role: ``user_lock_url``)."""
 
     store_url: str
-    lock_url: str
+    lock_url: str | None
     own_cluster: bool
 
 
@@ -85,8 +86,25 @@ def _databases(
         return Databases(*existing, own_cluster=False)
     return Databases(
         postgres.local_url(config, postgres.STORE_ROLE, keys["store_password"]),
-        postgres.lock_url(config, address, keys["lock_password"], authority),
+        None,
         own_cluster=True,
+    )
+
+
+def user_lock_url(
+    config: TeamServerConfig,
+    keys: dict[str, str],
+    databases: Databases,
+    user: str,
+    authority: str | None,
+) -> str:
+    """The lock URL for ``user``'s settings: a lock role of their own in our cluster (made, or
+    given a new password), else the existing database's lock URL."""
+    if databases.lock_url is not None:
+        return databases.lock_url
+    password = postgres.create_lock_role(config, keys["database_password"], user)
+    return postgres.lock_url(
+        config, public_address(config), password, authority, postgres.lock_role_of(user)
     )
 
 
@@ -106,7 +124,8 @@ def start(config: TeamServerConfig, root: Path) -> ServerInfo:
     keys = load_secrets(paths)
     certificate = _certificate(config, paths, root)
     authority = certificate.authority if certificate else None
-    databases = _databases(config, keys, address, AUTHORITY_EXPANSION if authority else None)
+    expansion = AUTHORITY_EXPANSION if authority else None  # where users keep the authority
+    databases = _databases(config, keys, address, expansion)
     if databases.own_cluster:
         postgres.start_cluster(config, paths, keys["database_password"], address, certificate)
         postgres.create_roles_and_database(
@@ -120,7 +139,9 @@ def start(config: TeamServerConfig, root: Path) -> ServerInfo:
         tracking_uri,
         ADMIN_USER,
         keys["admin_password"],
-        databases.lock_url,
+        user_lock_url(
+            config, keys, databases, ADMIN_USER, AUTHORITY_EXPANSION if authority else None
+        ),
         authority,
     )
     if server_pid(paths) is not None and healthy(tracking_uri, authority):
@@ -191,9 +212,8 @@ def add_team_user(
     password = add_user(
         tracking_uri, keys["admin_password"], authority, mlflow_config, user, permission
     )
-    databases = _databases(
-        config, keys, public_address(config), AUTHORITY_EXPANSION if authority else None
-    )
+    expansion = AUTHORITY_EXPANSION if authority else None  # where users keep the authority
+    databases = _databases(config, keys, public_address(config), expansion)
     lock = paths.read_users.with_name(paths.read_users.name + ".lock")
     if not lock.exists():  # owner-only, like everything in the state folder
         write_private_text(lock, "")
@@ -207,6 +227,8 @@ def add_team_user(
         write_private_text(paths.read_users, json.dumps(sorted(readers)) + "\n")
     settings = paths.client_settings(user)
     # a read user cannot move an alias, so needs no lock (nor its database credentials)
-    lock_url = databases.lock_url if permission == "edit" else None
+    lock_url = (
+        user_lock_url(config, keys, databases, user, expansion) if permission == "edit" else None
+    )
     write_client_settings(settings, tracking_uri, user, password, lock_url, authority)
     return settings

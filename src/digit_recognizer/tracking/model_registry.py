@@ -8,7 +8,7 @@ import dataclasses
 import os
 import shutil
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -55,6 +55,8 @@ class Registry:
         self.store = store
         self._client = mlflow.MlflowClient(store.uri)
         self._experiment: str | None = None
+        # called right before an alias moves: the promotion lock's holder confirms it holds it
+        self.move_guard: Callable[[], None] = lambda: None
 
     def create_if_missing(self) -> None:
         from mlflow.exceptions import MlflowException
@@ -102,9 +104,11 @@ class Registry:
             raise
 
     def set_alias(self, alias: str, version: str) -> None:
+        self.move_guard()
         self._client.set_registered_model_alias(self.name, alias, version)
 
     def delete_alias(self, alias: str) -> None:
+        self.move_guard()
         self._client.delete_registered_model_alias(self.name, alias)
 
     def tag_version(
