@@ -65,6 +65,10 @@ postgres:
 		echo "make test needs PostgreSQL's server programs: sudo apt-get install postgresql" >&2; \
 		exit 1; \
 	fi
+	@# as root, the team server's account is let through private folders (setfacl) by the test
+	@[ "$$(id -u)" != 0 ] || command -v setfacl >/dev/null || ! command -v apt-get >/dev/null || \
+	{ echo "installing acl (apt-get install acl)"; \
+	  apt-get update -qq && apt-get install -y -qq acl >/dev/null; }
 
 # The page's browser test drives Debian's chromium (Playwright downloads no browser here).
 chromium:

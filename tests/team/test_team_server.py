@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import getpass
 import json
 import os
 import shutil
@@ -25,12 +26,14 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import psutil
 import pytest
 import yaml
 
 from digit_recognizer.config.environment import LOCK_URL_VARIABLE
 from digit_recognizer.locks import advisory_lock
 from tests.conftest import free_port
+from tests.helpers.accounts import server_account_let_through
 from tests.pipeline_fixtures import STAGES, commit_all, git_copy_with_tiny_data, ran_stages, run
 from tests.registry_fixtures import register_candidate
 
@@ -268,7 +271,7 @@ with psycopg.connect(sys.stdin.read(), autocommit=True) as connection:
 def test_a_teammate_on_another_machine_runs_promotes_and_serves_through_the_team_server(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    with two_machines() as machines:
+    with two_machines() as machines, server_account_let_through():
         team_server_from_two_machines(machines, tmp_path, monkeypatch)
 
 
@@ -404,6 +407,10 @@ def team_server_from_two_machines(
         assert list((state / "artifacts").rglob("MLmodel")), "artifacts went through the server"
         # and the state folder is the owner's alone: no file another account could read
         assert_owner_only(state)
+        # and no process of the server runs as root: started by root, it runs as its account
+        server = psutil.Process(int((state / "mlflow.pid").read_text()))
+        owners = {process.username() for process in [server, *server.children(recursive=True)]}
+        assert owners == ({"digits"} if os.geteuid() == 0 else {getpass.getuser()}), owners
         # and MLflow's store logs in as a role that owns its database, never as the superuser
         superuser = (
             f"postgresql://digits:{keys['database_password']}@127.0.0.1:"

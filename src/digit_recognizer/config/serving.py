@@ -58,6 +58,8 @@ class TeamServerConfig(Section):
     port: int = Field(default=5050, ge=1, le=65535)
     workers: int = Field(default=2, ge=1)
     state_dir: str = ".team-server"  # cluster, artifacts, logs, secrets (git-ignored)
+    # Started by root, mlflow server runs as this account (a system account made when missing).
+    run_as: str = "digits"
     # An existing PostgreSQL (postgresql://user:password@host:port/database) instead of a
     # cluster in state_dir; DIGITS_SERVER_DATABASE_URL overrides it (keep passwords out of git).
     database_url: str = ""

@@ -7,6 +7,7 @@ reaches it through ``MLFLOW_BACKEND_STORE_URI``, the auth app's through its conf
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shlex
 import signal
@@ -22,6 +23,12 @@ from digit_recognizer.config import TeamServerConfig
 from digit_recognizer.errors import UserError
 from digit_recognizer.files import write_private_text
 from digit_recognizer.team.access import READ_USERS_VARIABLE
+from digit_recognizer.team.account import (
+    ServerAccount,
+    check_can_run,
+    hand_over,
+    server_account,
+)
 from digit_recognizer.team.programs import last_line
 from digit_recognizer.team.state import ADMIN_USER, StatePaths, url_host
 from digit_recognizer.team.tls import ServerCertificate
@@ -95,6 +102,23 @@ def _network_options(
     return options
 
 
+def _server_copy(
+    paths: StatePaths, certificate: ServerCertificate | None, account: ServerAccount | None
+) -> ServerCertificate | None:
+    """The certificate as the server reads it: a copy of certificate and key in a folder of
+    the server account's own, so the folder beside them (with the authority's key) stays root's."""
+    if certificate is None or account is None:
+        return certificate
+    paths.server_tls.mkdir(mode=0o700, exist_ok=True)
+    copies = []
+    for source in (certificate.certificate, certificate.key):
+        target = paths.server_tls / source.name
+        write_private_text(target, source.read_text())
+        copies.append(target)
+    hand_over(account, paths.server_tls)
+    return dataclasses.replace(certificate, certificate=copies[0], key=copies[1])
+
+
 def start_server(
     config: TeamServerConfig,
     paths: StatePaths,
@@ -119,6 +143,16 @@ def start_server(
     if not config.artifacts_destination:
         paths.artifacts.mkdir(mode=0o700, exist_ok=True)
         paths.artifacts.chmod(0o700)
+    account = server_account(config.run_as)
+    certificate = _server_copy(paths, certificate, account)
+    hand_over(account, paths.auth_config, paths.read_users, paths.artifacts)
+    if account is not None:
+        read = [paths.auth_config, paths.read_users]
+        check_can_run(
+            account,
+            environment,
+            read + ([certificate.certificate, certificate.key] if certificate else []),
+        )
     # owner-only, like everything the server writes (umask 077): any local account could
     # otherwise read every model and the log without going through basic auth
     descriptor = os.open(paths.mlflow_log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
@@ -138,6 +172,10 @@ def start_server(
             env=environment,
             umask=0o077,
             start_new_session=True,  # outlives this command; stop signals its whole group
+            cwd=paths.state,
+            user=account.uid if account else None,
+            group=account.gid if account else None,
+            extra_groups=[] if account else None,
         )
     write_private_text(paths.pid, f"{server.pid}\n")
     authority = certificate.authority if certificate else None

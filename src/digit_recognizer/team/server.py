@@ -24,6 +24,7 @@ from digit_recognizer.files import write_private_text
 from digit_recognizer.locks import file_lock, redact
 from digit_recognizer.team import postgres
 from digit_recognizer.team.access import UnreadableUserList, read_users
+from digit_recognizer.team.account import hand_over, server_account
 from digit_recognizer.team.mlflow_server import healthy, server_pid, start_server, stop_server
 from digit_recognizer.team.programs import run_program
 from digit_recognizer.team.state import (
@@ -225,6 +226,7 @@ def add_team_user(
             raise UserError(f"{error}; digits server start writes an empty list") from None
         readers |= {user} if permission == "read" else set()
         write_private_text(paths.read_users, json.dumps(sorted(readers)) + "\n")
+        hand_over(server_account(config.run_as), paths.read_users)  # what the server reads
     settings = paths.client_settings(user)
     # a read user cannot move an alias, so needs no lock (nor its database credentials)
     lock_url = (

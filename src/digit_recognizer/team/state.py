@@ -69,6 +69,11 @@ class StatePaths:
     def tls(self) -> Path:
         return self.state / "tls"
 
+    @property
+    def server_tls(self) -> Path:
+        """The server's own copy of its certificate and key (the authority's key stays apart)."""
+        return self.state / "server-tls"
+
     def client_settings(self, user: str) -> Path:
         return self.state / f"{user}.env"
 
