@@ -32,10 +32,22 @@ def server_account_let_through(name: str = "digits") -> Iterator[None]:
             if folder.is_dir() and not folder.stat().st_mode & 0o001
         }
     )
+    had_acl = {
+        folder: bool(
+            subprocess.run(
+                ["getfacl", "--skip-base", "--absolute-names", str(folder)],
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout.strip()
+        )
+        for folder in closed
+    }
     for folder in closed:
         subprocess.run(["setfacl", "-m", f"u:{name}:x", str(folder)], check=True)
     try:
         yield
-    finally:
+    finally:  # as it was: without the entry, and without an ACL at all if it had none
         for folder in closed:
-            subprocess.run(["setfacl", "-x", f"u:{name}", str(folder)], check=False)
+            undo = ["-x", f"u:{name}"] if had_acl[folder] else ["-b"]
+            subprocess.run(["setfacl", *undo, str(folder)], check=False)
