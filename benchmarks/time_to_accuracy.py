@@ -32,14 +32,14 @@ from digit_recognizer.config import load_params
 from digit_recognizer.console import import_tensorflow_quietly
 from digit_recognizer.data.splits import load_split
 from digit_recognizer.models.architectures import build_model, hyperparameters_from
-from digit_recognizer.models.fitting import (
+from digit_recognizer.models.input_pipeline import (
     model_input,
     steps_per_epoch,
     training_batches,
 )
-from digit_recognizer.models.precision import choose_precision, cpu_flags, use_precision
 from digit_recognizer.models.record import load_best_hyperparameters
 from digit_recognizer.models.training import schedule_callbacks, training_augmentation
+from digit_recognizer.runtime.precision import choose_precision, cpu_flags, use_precision
 
 KERAS_EXAMPLE_EPOCHS = 15
 KERAS_EXAMPLE_BATCH = 128

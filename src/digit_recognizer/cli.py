@@ -319,7 +319,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _use_thread_budget(command: str, params: Params) -> None:
-    from digit_recognizer.models.threads import (
+    from digit_recognizer.runtime.threads import (
         available_cpus,
         choose_threads,
         running_queue_workers,

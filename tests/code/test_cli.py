@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from digit_recognizer.cli import main
-from tests.conftest import REPOSITORY, free_port
+from tests.helpers.project import REPOSITORY
+from tests.helpers.servers import free_port
 
 DIGITS = [sys.executable, "-m", "digit_recognizer.cli"]
 

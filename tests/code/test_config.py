@@ -8,7 +8,7 @@ import pytest
 
 from digit_recognizer.config import load_params, parse_params
 from digit_recognizer.errors import UserError
-from tests.conftest import REPOSITORY
+from tests.helpers.project import REPOSITORY
 
 
 def test_repository_params_parse() -> None:

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.conftest import REPOSITORY
+from tests.helpers.project import REPOSITORY
 from tools.stage_dependencies import PACKAGE, module_file, stages
 
 ITEM = "<item>"  # a foreach stage's family: `${item}` in dvc.yaml, `family` in the code

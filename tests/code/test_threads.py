@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from digit_recognizer.models.threads import (
+from digit_recognizer.runtime.threads import (
     THREAD_VARIABLES,
     ThreadBudget,
     choose_threads,

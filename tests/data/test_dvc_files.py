@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from digit_recognizer.data.dvc_files import directory_md5, tracked_md5
-from tests.conftest import write_tiny_data
+from tests.helpers.project import write_tiny_data
 
 
 def test_directory_md5_equals_dvc_add(tmp_path: Path) -> None:

@@ -13,7 +13,7 @@ from digit_recognizer.data.feedback import in_evaluation, mixed_in, read_feedbac
 from digit_recognizer.data.kaggle_csv import DigitTable, write_digits_csv
 from digit_recognizer.data.splits import load_split
 from digit_recognizer.errors import UserError
-from tests.conftest import synthetic_digits
+from tests.helpers.project import synthetic_digits
 
 
 def test_an_empty_export_reads_as_no_corrections(tmp_path: Path) -> None:

@@ -14,7 +14,7 @@ from digit_recognizer.data.kaggle_csv import (
     write_digits_csv,
 )
 from digit_recognizer.errors import UserError
-from tests.conftest import synthetic_digits
+from tests.helpers.project import synthetic_digits
 
 HEADER = "label," + ",".join(PIXEL_COLUMNS)
 

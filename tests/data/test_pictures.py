@@ -13,8 +13,8 @@ from scipy import ndimage
 
 from digit_recognizer.data.pictures import PictureError, PictureLimits, read_picture
 from digit_recognizer.data.robustness import KINDS, build_robustness_set, render
-from tests.conftest import synthetic_digits
 from tests.helpers.pictures import GeneratedPicture, valid_pictures
+from tests.helpers.project import synthetic_digits
 
 LIMITS = PictureLimits(max_pixels=4_000_000, max_bytes=5_000_000)
 

@@ -14,7 +14,7 @@ from digit_recognizer.data.dvc_files import directory_md5
 from digit_recognizer.data.eda import EDA_FILES
 from digit_recognizer.data.kaggle_csv import write_digits_csv
 from digit_recognizer.data.splits import evaluation_split, load_split, split_labelled
-from tests.conftest import synthetic_digits
+from tests.helpers.project import synthetic_digits
 
 
 def image_set(images: np.ndarray) -> set[bytes]:

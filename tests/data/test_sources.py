@@ -20,7 +20,7 @@ from digit_recognizer.data.sources import (
     mnist_from_wheel,
 )
 from digit_recognizer.errors import UserError
-from tests.conftest import REPOSITORY, synthetic_digits, write_tiny_data
+from tests.helpers.project import REPOSITORY, synthetic_digits, write_tiny_data
 
 
 def fake_wheel(folder: Path, splits: object) -> Path:

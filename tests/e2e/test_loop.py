@@ -16,10 +16,11 @@ import pytest
 import yaml
 
 from digit_recognizer.monitoring.commands import EXIT_ALERT
-from tests.conftest import free_port, synthetic_digits
 from tests.e2e.test_pipeline import champion_version
 from tests.e2e.test_serving import request_with_headers, split_payload, start, stop
-from tests.pipeline_fixtures import commit_all, git_copy_with_tiny_data, ran_stages, run
+from tests.helpers.pipeline import commit_all, git_copy_with_tiny_data, ran_stages, run
+from tests.helpers.project import synthetic_digits
+from tests.helpers.servers import free_port
 
 DIGITS = [sys.executable, "-m", "digit_recognizer.cli"]
 

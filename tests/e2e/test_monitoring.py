@@ -185,7 +185,7 @@ def test_monitor_reports_to_mlflow_and_exits_3_on_drift_and_feedback_exports(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    from tests.registry_fixtures import register_candidate
+    from tests.helpers.registry import register_candidate
 
     # given a champion, and a log holding the evaluation digits as they were answered
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'monitor.db'}")

@@ -26,9 +26,8 @@ from digit_recognizer.config import MlflowConfig, load_params
 from digit_recognizer.data.pictures import PictureLimits, read_picture
 from digit_recognizer.models.pyfunc import register_keras_model
 from digit_recognizer.monitoring.log import PredictionLog, log_url
-from tests.conftest import free_port
 from tests.e2e.test_serving import DIGITS, serve_params, start, stop
-from tests.helpers.servers import wait_for
+from tests.helpers.servers import free_port, wait_for
 
 CHROMIUM = shutil.which("chromium")
 LINE_WIDTH = 24  # the page's pen on its 280 x 280 canvas
@@ -170,7 +169,7 @@ def test_the_link_digits_ui_prints_opens_on_the_training_runs_and_their_data(
     from playwright.sync_api import expect, sync_playwright
 
     from digit_recognizer.data.splits import split_path
-    from tests.conftest import REPOSITORY
+    from tests.helpers.project import REPOSITORY
 
     # given the project's store with a training run that logged its data, as train does
     monkeypatch.delenv("MLFLOW_TRACKING_URI")

@@ -9,8 +9,8 @@ import mlflow
 import pytest
 import yaml
 
-from tests.conftest import ReproducedProject
-from tests.pipeline_fixtures import STAGES, git_copy_with_tiny_data, ran_stages, run
+from tests.helpers.pipeline import STAGES, git_copy_with_tiny_data, ran_stages, run
+from tests.helpers.project import ReproducedProject
 
 
 def champion_version(environment: dict[str, str]) -> str:

@@ -28,8 +28,8 @@ from digit_recognizer.promotion.listing import registry_table
 from digit_recognizer.promotion.policy import mcnemar
 from digit_recognizer.stages.promote import promote, rollback
 from digit_recognizer.tracking import CHAMPION
-from tests.conftest import REPOSITORY, synthetic_digits
-from tests.registry_fixtures import Candidate, register_candidate
+from tests.helpers.project import REPOSITORY, synthetic_digits
+from tests.helpers.registry import Candidate, register_candidate
 
 
 @pytest.fixture

@@ -28,7 +28,6 @@ from digit_recognizer.cli import main
 from digit_recognizer.config import load_params
 from digit_recognizer.data.kaggle_csv import PIXEL_COLUMNS
 from digit_recognizer.stages.promote import promote
-from tests.conftest import REPOSITORY, free_port
 from tests.helpers.pictures import (
     GeneratedPicture,
     multipart,
@@ -37,8 +36,9 @@ from tests.helpers.pictures import (
     seven,
     valid_pictures,
 )
-from tests.helpers.servers import wait_for
-from tests.registry_fixtures import register_candidate
+from tests.helpers.project import REPOSITORY
+from tests.helpers.registry import register_candidate
+from tests.helpers.servers import free_port, wait_for
 
 DIGITS = [sys.executable, "-m", "digit_recognizer.cli"]
 

@@ -18,10 +18,10 @@ import pytest
 
 from digit_recognizer import tracking
 from digit_recognizer.config import load_params
-from tests.conftest import REPOSITORY, free_port
 from tests.e2e.test_serving import DIGITS, run_data_stages, serve_params, stop
-from tests.helpers.servers import wait_for
-from tests.registry_fixtures import register_candidate
+from tests.helpers.project import REPOSITORY
+from tests.helpers.registry import register_candidate
+from tests.helpers.servers import free_port, wait_for
 
 READY = "Application startup complete"
 

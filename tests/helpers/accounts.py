@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from digit_recognizer.team.account import server_account
-from tests.conftest import REPOSITORY
+from tests.helpers.project import REPOSITORY
 
 
 @contextlib.contextmanager

@@ -13,7 +13,7 @@ import psycopg
 import pytest
 
 from digit_recognizer.team.postgres import postgres_bin
-from tests.conftest import free_port
+from tests.helpers.servers import free_port
 
 OWNER = "postgres"
 

@@ -1,11 +1,19 @@
-"""Waiting for a server the test started."""
+"""A free port for a server the test starts, and waiting for it to answer."""
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import time
 import urllib.request
 from typing import Any
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 def wait_for(url: str, process: subprocess.Popen[Any], seconds: float = 120) -> None:

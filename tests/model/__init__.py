@@ -1,1 +1,1 @@
-"""Tests of model behaviour: builders, fitting, calibration, training, search, scores."""
+"""Tests of model behaviour: builders, the input pipeline, calibration, training, search, scores."""

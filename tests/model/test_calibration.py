@@ -12,7 +12,7 @@ from digit_recognizer.models.calibration import (
     fold_temperature,
     tempered,
 )
-from digit_recognizer.models.fitting import model_input
+from digit_recognizer.models.input_pipeline import model_input
 
 
 def calibrated_sample(count: int, seed: int) -> tuple[np.ndarray, np.ndarray]:

@@ -21,7 +21,7 @@ from digit_recognizer.monitoring.commands import (
 )
 from digit_recognizer.monitoring.drift import feedback_accuracy
 from digit_recognizer.monitoring.log import LoggedWindow
-from tests.conftest import synthetic_digits
+from tests.helpers.project import synthetic_digits
 
 PARAMS = Params()
 TEMPLATES_FROM = synthetic_digits(200, seed=100)

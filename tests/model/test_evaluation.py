@@ -12,7 +12,7 @@ from digit_recognizer.data.kaggle_csv import PIXEL_COLUMNS, write_submission
 from digit_recognizer.evaluation.scores import confusion_rows, score
 from digit_recognizer.models.architectures import AnnHyperparameters, build_model
 from digit_recognizer.models.pyfunc import compiled_probabilities, pixels_from, predict_frame
-from tests.conftest import synthetic_digits
+from tests.helpers.project import synthetic_digits
 
 
 def test_scores_of_a_perfect_and_a_wrong_prediction() -> None:
@@ -51,7 +51,7 @@ def test_predictions_are_labels_plus_probabilities() -> None:
 
 def test_a_shifted_digit_keeps_its_label_for_a_trained_cnn() -> None:
     from digit_recognizer.models.architectures import CnnHyperparameters
-    from digit_recognizer.models.fitting import model_input
+    from digit_recognizer.models.input_pipeline import model_input
 
     data = synthetic_digits(per_class=20, seed=4)
     assert data.labels is not None

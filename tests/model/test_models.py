@@ -16,11 +16,11 @@ from digit_recognizer.models.architectures import (
     training_loss,
     training_targets,
 )
-from digit_recognizer.models.fitting import model_input
 from digit_recognizer.models.hypermodel import make_hypermodel
+from digit_recognizer.models.input_pipeline import model_input
 from digit_recognizer.models.schedule import cosine_learning_rate, cosine_schedule
 from digit_recognizer.search.identity import planned_trials
-from tests.conftest import synthetic_digits
+from tests.helpers.project import synthetic_digits
 
 
 @pytest.mark.parametrize("family", FAMILIES)

@@ -158,7 +158,7 @@ def test_members_train_with_their_own_seeds_and_serve_as_one_averaged_model(
     import keras
 
     from digit_recognizer.models.architectures import ensemble_members
-    from digit_recognizer.models.fitting import model_input
+    from digit_recognizer.models.input_pipeline import model_input
 
     # given the full profile's setting: two CNNs
     params = yaml.safe_load(Path("params.yaml").read_text())

@@ -19,9 +19,10 @@ from digit_recognizer.config import load_params
 from digit_recognizer.data.kaggle_csv import DigitTable
 from digit_recognizer.data.splits import load_split, save_split
 from digit_recognizer.errors import UserError
-from digit_recognizer.models.fitting import steps_per_epoch
+from digit_recognizer.models.input_pipeline import steps_per_epoch
 from digit_recognizer.search.roles import search_role
-from tests.conftest import REPOSITORY, free_port
+from tests.helpers.project import REPOSITORY
+from tests.helpers.servers import free_port
 
 DIGITS = [sys.executable, "-m", "digit_recognizer.cli"]
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import mlflow
 import pytest
 
-from tests.conftest import ReproducedProject
-from tests.pipeline_fixtures import ran_stages, run
+from tests.helpers.pipeline import ran_stages, run
+from tests.helpers.project import ReproducedProject
 
 QUEUE_TIMEOUT_SECONDS = 900
 

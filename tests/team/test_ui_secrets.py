@@ -11,9 +11,9 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from tests.conftest import REPOSITORY, free_port
 from tests.helpers.postgres import postgres_url
-from tests.helpers.servers import wait_for
+from tests.helpers.project import REPOSITORY
+from tests.helpers.servers import free_port, wait_for
 
 __all__ = ["postgres_url"]  # the fixture, used by name
 PASSWORD = "ui-store-secret-4821"

@@ -39,9 +39,9 @@ class RobustnessConfig(Section):
 class ComputeConfig(Section):
     """How search trials and final training use the machine."""
 
-    # auto: bfloat16 where the CPU has AMX, float32 elsewhere (see models/precision.py)
+    # auto: bfloat16 where the CPU has AMX, float32 elsewhere (see runtime/precision.py)
     precision: Literal["auto", "float32", "bfloat16"] = "auto"
-    # auto: every CPU, or an equal share under parallel DVC queue workers (models/threads.py).
+    # auto: every CPU, or an equal share under parallel DVC queue workers (runtime/threads.py).
     # No stage depends on it in dvc.yaml: it changes how fast, not what is computed.
     threads: Literal["auto"] | PositiveInt = "auto"
 

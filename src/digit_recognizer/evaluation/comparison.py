@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
 
-SEED_FIGURES = (
+REFERENCE_FIGURES = (
     ("ANN (seed 1, Keras)", 0.9777),
     ("CNN (seed 1, Keras)", 0.9912),
     ("best MLP (seed 2)", 0.9599),
@@ -107,7 +107,7 @@ def plot_comparison(frame: pd.DataFrame, split: str, path: Path) -> None:
             f" {value:.2f} %", (value, position), va="center", fontsize=8, color="black"
         )
     headroom = len(ordered) + 1.3  # seed labels stand above the bars, covering none
-    for name, accuracy in SEED_FIGURES:
+    for name, accuracy in REFERENCE_FIGURES:
         error_axes.axvline((1 - accuracy) * 100, linestyle="--", linewidth=0.8, color="gray")
         error_axes.annotate(
             name,
@@ -173,8 +173,8 @@ def write_report(scores_files: dict[str, Path], folder: Path) -> list[Path]:
             f"{row['latency_ms_batch1']:.3f} | {row['latency_ms_batch256']:.4f} | "
             f"{int(row['parameters']):,} | {row['model_size_bytes'] / 1024:,.0f} |"
         )
-    lines += ["", "Published figures of the two seed projects, for reference:", ""]
-    lines += [f"- {name}: {accuracy:.2%}" for name, accuracy in SEED_FIGURES]
+    lines += ["", "Published figures of the two reference projects, for reference:", ""]
+    lines += [f"- {name}: {accuracy:.2%}" for name, accuracy in REFERENCE_FIGURES]
     lines += [
         "",
         "The robustness set is the same evaluation digits drawn as pictures people hand over "

@@ -1,6 +1,6 @@
 """Plain Keras builders. Both families take a (28, 28, 1) image of raw 0-255 values and
 rescale inside the model, so a saved model accepts Kaggle pixels as they are. Augmentation is
-not part of a model: it happens in the input pipeline (models/fitting.py)."""
+not part of a model: it happens in the input pipeline (models/input_pipeline.py)."""
 
 from __future__ import annotations
 
@@ -133,9 +133,9 @@ def build_model(
     hyperparameters: Hyperparameters, name: str | None = None, label_smoothing: float = 0.0
 ) -> keras.Model:
     """Build and compile the model that ``hyperparameters`` describe (ANN or CNN), in the
-    current Keras dtype policy (see models/precision.py); ``name`` defaults to the family.
+    current Keras dtype policy (see runtime/precision.py); ``name`` defaults to the family.
     The loss is :func:`training_loss`; a trained network is saved as an ``inference_copy``
-    (models/precision.py), in float32 whatever the policy it trained in."""
+    (runtime/precision.py), in float32 whatever the policy it trained in."""
     import keras
     from keras import layers
 
@@ -181,3 +181,15 @@ def ensemble_members(model: keras.Model) -> list[keras.Model]:
 def hyperparameters_from(family: Literal["ann", "cnn"], values: dict[str, Any]) -> Hyperparameters:
     """Typed hyperparameters from a plain mapping (a tuner trial or best-hyperparameters JSON)."""
     return HYPERPARAMETER_TYPES[family](**values)
+
+
+def inference_copy(model: keras.Model, hyperparameters: Hyperparameters) -> keras.Model:
+    """The same trained weights in a float32 model compiled with the plain loss: what is saved,
+    evaluated and served, whatever precision policy the network trained in (bfloat16 where the
+    CPU has AMX), an ensemble's members included."""
+    import keras
+
+    keras.mixed_precision.set_global_policy("float32")
+    copy = build_model(hyperparameters, name=model.name)
+    copy.set_weights(model.get_weights())
+    return copy

@@ -1,5 +1,5 @@
-"""scikit-learn baselines (the second seed's comparison): plain estimator builders, their
-grids, the grid searched on validation, and their size."""
+"""scikit-learn baselines (the second reference project's comparison): plain estimator
+builders, their grids, the grid searched on validation, and their size."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import numpy as np
 import numpy.typing as npt
 
 from digit_recognizer.config import BaselinesConfig
-from digit_recognizer.models.threads import threads_in_use
+from digit_recognizer.runtime.threads import threads_in_use
 
 BASELINES = ("knn", "decision_tree", "random_forest", "logistic_regression")
 

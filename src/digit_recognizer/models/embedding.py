@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from digit_recognizer.models.fitting import model_input
+from digit_recognizer.models.input_pipeline import model_input
 
 BATCH_ROWS = 512
 

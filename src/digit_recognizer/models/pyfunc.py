@@ -20,7 +20,7 @@ import pandas as pd
 
 from digit_recognizer.data.kaggle_csv import PIXEL_COLUMNS, PIXEL_COUNT, validated_pixels
 from digit_recognizer.models.architectures import CLASS_COUNT, IMAGE_SHAPE
-from digit_recognizer.models.fitting import model_input
+from digit_recognizer.models.input_pipeline import model_input
 
 CHUNK_ROWS = 256
 # What MLflow logs and runs for a version (models-from-code); it builds DigitClassifier.

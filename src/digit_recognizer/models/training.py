@@ -13,7 +13,7 @@ from digit_recognizer.config import Family, TrainFamilyConfig
 from digit_recognizer.data.kaggle_csv import DigitTable
 from digit_recognizer.models.architectures import training_targets
 from digit_recognizer.models.calibration import Calibration, calibrate, fold_temperature
-from digit_recognizer.models.fitting import (
+from digit_recognizer.models.input_pipeline import (
     EPOCH_METRICS,
     VALIDATION_BATCH_SIZE,
     Augmentation,

@@ -72,12 +72,22 @@ def record_decision(registry: tracking.Registry, report: PromotionReport) -> Non
     )
 
 
+def skipped(champion_version: str | None, forced: bool, reason: str) -> PromotionReport:
+    """The report of a promotion that did not look at any candidate."""
+    return PromotionReport(
+        "skipped", None, None, champion_version, champion_version, forced=forced, reason=reason
+    )
+
+
 def decide(
-    params: Params, registry: tracking.Registry, version: str | None, report: PromotionReport
-) -> None:
+    params: Params, registry: tracking.Registry, version: str | None, forced: bool
+) -> PromotionReport:
     """Choose among the candidates (or ``version``) on validation, judge the choice by the
-    gates, and move the champion when they pass (or ``report.forced``); the report says why."""
-    champion_version = report.champion_before
+    gates, and move the champion when they pass (or when ``forced``); the report says why."""
+    champion_version = registry.alias(tracking.CHAMPION)
+    report = PromotionReport(
+        "rejected", None, None, champion_version, champion_version, forced=forced
+    )
     if version is not None:
         record = registry.version(version)
         if record is None:
@@ -102,12 +112,12 @@ def decide(
     report.candidates = [candidate.summary() for candidate in candidates]
     if not candidates:
         report.decision, report.reason = "skipped", "every candidate was rolled back before"
-        return
+        return report
     chosen = candidates[0]
     if chosen.version == champion_version:
         report.decision = "skipped"
         report.reason = f"version {champion_version}, the validation pick, is already the champion"
-        return
+        return report
     champion_record = registry.version(champion_version) if champion_version else None
     champion = (
         version_scores(params, registry, champion_record, split, robustness, feedback)
@@ -133,3 +143,4 @@ def decide(
     else:
         report.reason = "failed gates: " + ", ".join(failed)
     record_decision(registry, report)
+    return report

@@ -11,16 +11,17 @@ import shutil
 from pathlib import Path
 
 from digit_recognizer.config import Family, Params, SearchBudget
-from digit_recognizer.models.precision import PrecisionChoice
+from digit_recognizer.runtime.precision import PrecisionChoice
 
 
 def code_digest() -> str:
     """The search's own code: a changed builder or search loop must not resume old trials
     (what a trial runs is this package's and the models' code; the stage only orchestrates)."""
-    from digit_recognizer.models import architectures, fitting, hypermodel, precision, schedule
+    from digit_recognizer.models import architectures, hypermodel, input_pipeline, schedule
+    from digit_recognizer.runtime import precision
 
     searches = sorted(Path(__file__).parent.glob("*.py"))
-    modules = (architectures, fitting, hypermodel, precision, schedule)
+    modules = (architectures, input_pipeline, hypermodel, precision, schedule)
     sources = (*searches, *(Path(str(module.__file__)) for module in modules))
     return hashlib.sha256(b"".join(path.read_bytes() for path in sources)).hexdigest()[:16]
 

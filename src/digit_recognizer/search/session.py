@@ -18,14 +18,14 @@ from digit_recognizer.config import Family, Params
 from digit_recognizer.data.kaggle_csv import DigitTable
 from digit_recognizer.data.splits import load_split, table_digest
 from digit_recognizer.errors import UserError
-from digit_recognizer.models.fitting import (
+from digit_recognizer.models.input_pipeline import (
     VALIDATION_BATCH_SIZE,
     model_input,
     steps_per_epoch,
     training_batches,
 )
-from digit_recognizer.models.precision import PrecisionChoice, announce_compute, use_precision
 from digit_recognizer.models.schedule import cosine_schedule
+from digit_recognizer.runtime.precision import PrecisionChoice, announce_compute, use_precision
 from digit_recognizer.search.identity import search_fingerprint
 from digit_recognizer.search.roles import (
     CHIEF_WAIT_SECONDS,

@@ -8,8 +8,8 @@ from typing import Any
 
 from digit_recognizer import tracking
 from digit_recognizer.config import Family, Params
-from digit_recognizer.models.fitting import EPOCH_METRICS
 from digit_recognizer.models.hypermodel import make_hypermodel
+from digit_recognizer.models.input_pipeline import EPOCH_METRICS
 from digit_recognizer.search.identity import planned_trials
 from digit_recognizer.search.trials import TrialRecord
 from digit_recognizer.search.workarounds import save_tuner_state_atomically

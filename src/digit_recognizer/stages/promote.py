@@ -24,7 +24,7 @@ from digit_recognizer.files import write_json
 from digit_recognizer.locks import registry_lock
 from digit_recognizer.promotion.candidates import write_champion_submission
 from digit_recognizer.promotion.champion import repair, roll_back
-from digit_recognizer.promotion.decision import PromotionReport, decide
+from digit_recognizer.promotion.decision import PromotionReport, decide, skipped
 
 
 @contextlib.contextmanager
@@ -48,21 +48,20 @@ def promote(
     """Move ``champion`` to the candidate chosen on validation (or to ``version``), gates
     permitting; then write the champion's submission for data/test.csv."""
     with _champion_held(params, root) as registry:
-        champion_version = registry.alias(tracking.CHAMPION)
-        report = PromotionReport(
-            "rejected", None, None, champion_version, champion_version, forced=force
-        )
         experiment = environment().dvc_experiment
         if version is None and not params.promote.enabled:
-            report.decision, report.reason = "skipped", "promote.enabled is false in params.yaml"
+            report = skipped(
+                registry.alias(tracking.CHAMPION), force, "promote.enabled is false in params.yaml"
+            )
         elif version is None and experiment and not params.promote.from_experiments:
-            report.decision = "skipped"
-            report.reason = (
+            report = skipped(
+                registry.alias(tracking.CHAMPION),
+                force,
                 f"experiment {experiment} does not move the champion (promote.from_experiments "
-                "is false); promote its version deliberately with digits promote --version N"
+                "is false); promote its version deliberately with digits promote --version N",
             )
         else:
-            decide(params, registry, version, report)
+            report = decide(params, registry, version, force)
         if report.champion_after:
             write_champion_submission(params, registry.store, report.champion_after)
     return report

@@ -22,9 +22,13 @@ from digit_recognizer.config import Family, Params, TrainFamilyConfig
 from digit_recognizer.data.feedback import FEEDBACK_TRAIN, mixed_in
 from digit_recognizer.data.splits import load_split, prepared_data_md5, split_path
 from digit_recognizer.files import atomic_path, write_json, write_text
-from digit_recognizer.models.architectures import average_of, build_model, hyperparameters_from
-from digit_recognizer.models.fitting import EPOCH_METRICS
-from digit_recognizer.models.precision import announce_compute, inference_copy, use_precision
+from digit_recognizer.models.architectures import (
+    average_of,
+    build_model,
+    hyperparameters_from,
+    inference_copy,
+)
+from digit_recognizer.models.input_pipeline import EPOCH_METRICS
 from digit_recognizer.models.record import TrainedModel, load_best_hyperparameters
 from digit_recognizer.models.training import (
     calibrate_networks,
@@ -33,6 +37,7 @@ from digit_recognizer.models.training import (
     plot_learning_curve,
     validation_accuracy,
 )
+from digit_recognizer.runtime.precision import announce_compute, use_precision
 
 if TYPE_CHECKING:
     import keras

@@ -11,7 +11,7 @@ from pathlib import Path
 import yaml
 
 from digit_recognizer.data.kaggle_csv import write_digits_csv
-from tests.conftest import REPOSITORY, synthetic_digits, tiny_params, write_tiny_data
+from tests.helpers.project import REPOSITORY, synthetic_digits, tiny_params, write_tiny_data
 
 STAGES = (
     "prepare",

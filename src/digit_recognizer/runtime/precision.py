@@ -11,12 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
-
-from digit_recognizer.models.architectures import Hyperparameters, build_model
-
-if TYPE_CHECKING:
-    import keras
+from typing import Literal
 
 PrecisionSetting = Literal["auto", "float32", "bfloat16"]
 AMX_FLAGS = frozenset({"amx_bf16", "amx_tile"})
@@ -62,7 +57,7 @@ def announce_compute(
 ) -> tuple[PrecisionChoice, dict[str, str]]:
     """The precision for ``setting`` on this CPU, printed as ``stage`` starts; with the params
     that record it and the thread budget in the stage's MLflow run."""
-    from digit_recognizer.models.threads import threads_in_use
+    from digit_recognizer.runtime.threads import threads_in_use
 
     choice = choose_precision(setting, cpu_flags())
     print(f"{stage}: {choice.policy} ({choice.reason})", flush=True)
@@ -79,15 +74,3 @@ def use_precision(choice: PrecisionChoice) -> None:
     import keras
 
     keras.mixed_precision.set_global_policy(choice.policy)
-
-
-def inference_copy(model: keras.Model, hyperparameters: Hyperparameters) -> keras.Model:
-    """The same trained weights in a float32 model compiled with the plain loss: what is saved,
-    evaluated and served, whatever precision policy the network trained in (bfloat16 where the
-    CPU has AMX), an ensemble's members included."""
-    import keras
-
-    keras.mixed_precision.set_global_policy("float32")
-    copy = build_model(hyperparameters, name=model.name)
-    copy.set_weights(model.get_weights())
-    return copy

@@ -12,21 +12,17 @@ from digit_recognizer.models.architectures import (
     AnnHyperparameters,
     CnnHyperparameters,
     build_model,
+    inference_copy,
 )
-from digit_recognizer.models.fitting import (
+from digit_recognizer.models.input_pipeline import (
     Augmentation,
     augment,
     model_input,
     steps_per_epoch,
     training_batches,
 )
-from digit_recognizer.models.precision import (
-    choose_precision,
-    cpu_flags,
-    inference_copy,
-    use_precision,
-)
-from tests.conftest import synthetic_digits
+from digit_recognizer.runtime.precision import choose_precision, cpu_flags, use_precision
+from tests.helpers.project import synthetic_digits
 
 
 def first_batches(seed: int, count: int, augmentation: Augmentation | None) -> list[np.ndarray]:

@@ -1,0 +1,1 @@
+"""What a process runs with, chosen before TensorFlow starts: CPU threads and precision."""
