@@ -235,9 +235,37 @@ def test_a_log_url_that_is_no_database_is_one_line(
     for url, message in (
         ("not a url at all", "is not a database URL"),
         ("nosuchdb://user:secret@host/db", "no driver for nosuchdb://user:***@host/db"),
+        (
+            "postgresql+pg8000://u:secret@h/d?sslmode=verify-full&sslrootcert=/nowhere/ca.pem",
+            "cannot read the authority sslrootcert=/nowhere/ca.pem",
+        ),
     ):
         monkeypatch.setenv("DIGITS_PREDICTION_LOG_URL", url)
         assert main(["monitor"]) == 2
         error = capsys.readouterr().err
         assert message in error and "secret" not in error, error
         assert error.count("\n") == 1
+
+
+def test_the_pure_python_driver_takes_libpq_ssl_settings() -> None:
+    import ssl
+
+    from sqlalchemy.engine import make_url
+
+    from digit_recognizer.monitoring.log import _pg8000_ssl
+
+    # given the team's log URL as a user's settings write it (any readable authority will do)
+    authority = ssl.get_default_verify_paths().openssl_cafile
+    url = make_url(
+        f"postgresql+pg8000://w:p@h:5433/predictions?sslmode=verify-full&sslrootcert={authority}"
+    )
+    # when it is read for the driver, then the SSL context checks the name and the chain, and
+    # the URL keeps no libpq-only parameter
+    parsed, arguments = _pg8000_ssl(url)
+    context = arguments["ssl_context"]
+    assert context.check_hostname and context.verify_mode == ssl.CERT_REQUIRED
+    assert dict(parsed.query) == {} and parsed.database == "predictions"
+    # and sslmode=require encrypts without checking, disable not at all
+    _, required = _pg8000_ssl(make_url("postgresql+pg8000://w:p@h/d?sslmode=require"))
+    assert required["ssl_context"].verify_mode == ssl.CERT_NONE
+    assert _pg8000_ssl(make_url("postgresql+pg8000://w:p@h/d?sslmode=disable"))[1] == {}

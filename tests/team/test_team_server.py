@@ -30,12 +30,12 @@ import psutil
 import pytest
 import yaml
 
-from digit_recognizer.config.environment import LOCK_URL_VARIABLE
+from digit_recognizer.config.environment import LOCK_URL_VARIABLE, PREDICTION_LOG_URL_VARIABLE
 from digit_recognizer.locks import advisory_lock
-from tests.conftest import free_port
 from tests.helpers.accounts import server_account_let_through
-from tests.pipeline_fixtures import STAGES, commit_all, git_copy_with_tiny_data, ran_stages, run
-from tests.registry_fixtures import register_candidate
+from tests.helpers.pipeline import STAGES, commit_all, git_copy_with_tiny_data, ran_stages, run
+from tests.helpers.registry import register_candidate
+from tests.helpers.servers import free_port
 
 MODEL = "digit-recognizer"
 
@@ -249,6 +249,35 @@ for mode in ("verify-full", "disable"):
                 found["temporary_table"] = type(error).__name__
     except psycopg.Error as error:
         found[mode] = str(error).strip().splitlines()[0]
+print(json.dumps(found))
+"""
+
+# What the team's prediction log holds of the given prediction ids, read with the settings'
+# URL (the writer role, through the pure-Python driver), and whether that role may delete.
+LOGGED = """
+import json, os, sys, time
+import sqlalchemy as sa
+from digit_recognizer.config import MonitoringConfig
+from digit_recognizer.monitoring.log import PredictionLog
+log = PredictionLog(os.environ["DIGITS_PREDICTION_LOG_URL"])
+found = {
+    "known": sorted(log.known_ids(sys.argv[1:])),
+    "corrections": log.newest_corrections(sys.argv[1:]),
+    "retention": log.apply_retention(MonitoringConfig(retention_rows=1), time.time()),
+}
+with log.engine.connect() as connection:
+    found["versions"] = sorted(
+        {row[0] for row in connection.execute(sa.select(log.predictions.c.version))}
+    )
+    found["ssl"] = connection.execute(
+        sa.text("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
+    ).scalar()
+try:
+    with log.engine.begin() as connection:
+        connection.execute(log.predictions.delete())
+    found["delete"] = "deleted"
+except sa.exc.DBAPIError:
+    found["delete"] = "refused"
 print(json.dumps(found))
 """
 
@@ -563,12 +592,51 @@ def team_server_from_two_machines(
             stderr=subprocess.DEVNULL,
             start_new_session=True,
         )
+        served_at = f"http://{machines.teammate_address}:{port}"
         try:
-            answer = wait_for_json(f"http://{machines.teammate_address}:{port}/model", served)
+            answer = wait_for_json(f"{served_at}/model", served)
             assert answer["version"] == history[-2], answer
+            # and its answers and a correction go to the team's prediction log
+            answered = urllib.request.urlopen(
+                urllib.request.Request(
+                    f"{served_at}/invocations",
+                    data=json.dumps({"inputs": [[0] * 784, [255] * 784]}).encode(),
+                    headers={"Content-Type": "application/json"},
+                ),
+                timeout=60,
+            )
+            identifiers = answered.headers["X-Prediction-Id"].split(",")
+            corrected = urllib.request.urlopen(
+                urllib.request.Request(
+                    f"{served_at}/feedback",
+                    data=json.dumps({"prediction_id": identifiers[0], "label": 3}).encode(),
+                    headers={"Content-Type": "application/json"},
+                ),
+                timeout=60,
+            )
+            assert corrected.status == 204
         finally:
-            os.killpg(served.pid, signal.SIGTERM)
+            os.killpg(served.pid, signal.SIGTERM)  # flushes the log's queue
             served.wait(timeout=30)
+        # then the log holds them, read over SSL with the teammate's own settings, and the
+        # writer role may read and add, never delete
+        logged = json.loads(
+            subprocess.run(
+                machines.teammate([sys.executable, "-c", LOGGED, *identifiers]),
+                cwd=teammate,
+                env=editor,
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout
+        )
+        assert logged["known"] == sorted(identifiers), logged
+        assert logged["corrections"] == {identifiers[0]: 3}, logged
+        assert logged["versions"] == [history[-2]], logged
+        assert logged["delete"] == "refused" and logged["retention"] is None, logged
+        assert logged["ssl"] is True, logged
+        assert PREDICTION_LOG_URL_VARIABLE not in reader, "a read user writes no log"
+        assert urlsplit(admin[PREDICTION_LOG_URL_VARIABLE]).username == "digits_log_owner"
     finally:
         # when the server stops, then nothing runs, and clients fail in one line naming it
         stopped = run(["digits", "server", "stop"], project, environment)

@@ -11,7 +11,8 @@ from cryptography import x509
 
 from digit_recognizer.config import TeamServerConfig
 from digit_recognizer.errors import UserError
-from digit_recognizer.team.postgres import _client_rules, lock_role_of, lock_url
+from digit_recognizer.team.postgres import _client_rules, lock_url
+from digit_recognizer.team.roles import lock_role_of
 from digit_recognizer.team.server import _existing_database
 from digit_recognizer.team.state import StatePaths, check_exposure, tracking_uri_of
 from digit_recognizer.team.tls import ServerCertificate, server_certificate
@@ -107,7 +108,8 @@ def test_a_settings_file_sourced_elsewhere_saves_the_authority_and_keeps_every_v
     settings = tmp_path / "ana.env"
     password = 'it\'s $HOME `x` "y"'
     lock = f"postgresql://l:p@h:1/m?sslmode=verify-full&sslrootcert={AUTHORITY_EXPANSION}"
-    write_client_settings(settings, "https://h:5050", "ana", password, lock, authority)
+    databases = {"DIGITS_REGISTRY_LOCK_URL": lock}
+    write_client_settings(settings, "https://h:5050", "ana", password, databases, authority)
     assert oct(settings.stat().st_mode)[-3:] == "600"
     # when a fresh login on another machine sources it
     home = tmp_path / "home"

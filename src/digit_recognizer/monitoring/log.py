@@ -153,6 +153,34 @@ def redacted(url: str) -> str:
         return "(an unreadable database URL)"
 
 
+def _pg8000_ssl(parsed: Any) -> tuple[Any, dict[str, Any]]:
+    """A ``postgresql+pg8000://`` URL's libpq-style ``sslmode`` and ``sslrootcert`` as the
+    pure-Python driver takes them: an SSL context of Python's own ssl module. (psycopg's
+    libpq cannot do SSL in a process that loaded TensorFlow, whose BoringSSL it then calls:
+    ``free(): invalid pointer``; the serving workers and ``digits monitor`` load it.)"""
+    import ssl
+
+    query = dict(parsed.query)
+    mode = str(query.pop("sslmode", "prefer"))
+    authority = query.pop("sslrootcert", None)
+    parsed = parsed.set(query=query)
+    if mode in ("disable", "allow", "prefer"):
+        return parsed, {}
+    try:
+        context = ssl.create_default_context(
+            cafile=None if authority in (None, "system") else str(authority)
+        )
+    except (OSError, ssl.SSLError) as error:
+        raise UserError(
+            f"prediction log: cannot read the authority sslrootcert={authority} ({error})"
+        ) from None
+    if mode in ("require", "verify-ca"):
+        context.check_hostname = False
+    if mode == "require":
+        context.verify_mode = ssl.CERT_NONE
+    return parsed, {"ssl_context": context}
+
+
 class PredictionLog:
     """The log's tables in one database; safe to share between threads."""
 
@@ -169,11 +197,12 @@ class PredictionLog:
         self.is_sqlite = parsed.get_backend_name() == "sqlite"
         if self.is_sqlite and parsed.database:
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        connect_args: dict[str, Any] = {"timeout": 30} if self.is_sqlite else {}
+        if parsed.drivername.endswith("+pg8000"):
+            parsed, connect_args = _pg8000_ssl(parsed)
         try:
             self.engine = sa.create_engine(
-                url,
-                pool_pre_ping=not self.is_sqlite,
-                connect_args={"timeout": 30} if self.is_sqlite else {},
+                parsed, pool_pre_ping=not self.is_sqlite, connect_args=connect_args
             )
         except NoSuchModuleError:
             raise UserError(f"prediction log: no driver for {redacted(url)}") from None
@@ -305,13 +334,16 @@ class PredictionLog:
                 ).scalar_one()
             )
 
-    def apply_retention(self, config: MonitoringConfig, now: float) -> int:
+    def apply_retention(self, config: MonitoringConfig, now: float) -> int | None:
         """Delete records past ``retention_days`` and beyond the newest ``retention_rows``
-        (corrections stay: they are the labelled data). Returns how many went."""
+        (corrections stay: they are the labelled data). Returns how many went; None when this
+        role may not delete (the team's writer role: the log's owner applies retention)."""
         import sqlalchemy as sa
 
         table = self.predictions
         deleted = 0
+        if not self._may_delete():
+            return None
         with self.engine.begin() as connection:
             if config.retention_days > 0:
                 cutoff = now - config.retention_days * 86_400
@@ -330,6 +362,19 @@ class PredictionLog:
                     table.delete().where(table.c.created_at < newest)
                 ).rowcount
         return int(deleted)
+
+    def _may_delete(self) -> bool:
+        import sqlalchemy as sa
+
+        if self.is_sqlite:
+            return True
+        with self.engine.connect() as connection:
+            return bool(
+                connection.execute(
+                    sa.text("SELECT has_table_privilege(:table, 'DELETE')"),
+                    {"table": self.predictions.name},
+                ).scalar()
+            )
 
 
 def _sqlite_settings(connection: Any, record: Any) -> None:

@@ -13,9 +13,7 @@ when TLS is on.
 
 from __future__ import annotations
 
-import hashlib
 import os
-import secrets
 import shlex
 import shutil
 import subprocess
@@ -36,6 +34,8 @@ POSTGRES_SEARCH = "/usr/lib/postgresql/*/bin"  # Debian's layout, newest first
 POSTGRES_OWNER = "postgres"  # who runs the cluster when we are root
 SUPERUSER, DATABASE, LOCK_ROLE = "digits", "mlflow", "digits_lock"
 LOCK_GROUP = "digits_lockers"  # the users' own lock roles, as pg_hba.conf admits them
+# The prediction log's database (team/prediction_log.py): its owner and the role that writes
+LOG_DATABASE, LOG_OWNER, LOG_WRITER = "predictions", "digits_log_owner", "digits_log"
 STORE_ROLE = "digits_store"  # owns MLflow's database and nothing else: the server's login
 LOOPBACK_NETWORKS = ("127.0.0.1/32", "::1/128")
 
@@ -69,20 +69,12 @@ def _pg_ctl(paths: StatePaths, *arguments: str) -> list[str]:
     return _as_cluster_owner([str(postgres_bin() / "pg_ctl"), *arguments, "-D", str(paths.cluster)])
 
 
-def local_url(config: TeamServerConfig, user: str, password: str) -> str:
-    """A URL of our cluster's MLflow database from this machine (loopback)."""
+def local_url(config: TeamServerConfig, user: str, password: str, database: str = DATABASE) -> str:
+    """A URL of one of our cluster's databases (MLflow's by default) from this machine."""
     host = "127.0.0.1" if is_wildcard(config.database_host) else config.database_host
     return (
-        f"postgresql://{user}:{quote(password, safe='')}@{host}:{config.database_port}/{DATABASE}"
+        f"postgresql://{user}:{quote(password, safe='')}@{host}:{config.database_port}/{database}"
     )
-
-
-def lock_role_of(user: str) -> str:
-    """The lock role of one edit user: a PostgreSQL name of at most 63 bytes."""
-    role = f"{LOCK_ROLE}_{user}"
-    if len(role) <= 63:
-        return role
-    return f"{role[:54]}_{hashlib.sha256(user.encode()).hexdigest()[:8]}"
 
 
 def lock_url(
@@ -101,18 +93,24 @@ def lock_url(
 
 def _client_rules(config: TeamServerConfig, address: str) -> str:
     """pg_hba.conf: the superuser from loopback; the lock roles (``+``: the group's members)
-    from loopback, from this machine's own address and from the team's networks (SSL only
-    when TLS is on)."""
+    and the prediction log's roles from loopback, from this machine's own address and from the
+    team's networks (SSL only when TLS is on)."""
     remote = "hostssl" if config.tls else "host"
+    users = [
+        (DATABASE, f"{LOCK_ROLE},+{LOCK_GROUP}"),
+        (LOG_DATABASE, f"{LOG_OWNER},{LOG_WRITER}"),
+    ]
     lines = ["# written by digits server start; edit server.allowed_networks instead"]
     for network in LOOPBACK_NETWORKS:
         lines.append(f"host all {SUPERUSER} {network} scram-sha-256")
         lines.append(f"host {DATABASE} {STORE_ROLE} {network} scram-sha-256")
-        lines.append(f"host {DATABASE} {LOCK_ROLE},+{LOCK_GROUP} {network} scram-sha-256")
+        lines += [f"host {database} {roles} {network} scram-sha-256" for database, roles in users]
     own = ip_literal(address)
     networks = [*config.allowed_networks] + ([f"{own}/{own.max_prefixlen}"] if own else [])
     for network in dict.fromkeys(networks):
-        lines.append(f"{remote} {DATABASE} {LOCK_ROLE},+{LOCK_GROUP} {network} scram-sha-256")
+        lines += [
+            f"{remote} {database} {roles} {network} scram-sha-256" for database, roles in users
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -214,16 +212,10 @@ def create_roles_and_database(
     import psycopg
     from psycopg import sql
 
-    url = local_url(config, SUPERUSER, superuser_password).rsplit("/", 1)[0] + "/postgres"
+    url = local_url(config, SUPERUSER, superuser_password, "postgres")
     with psycopg.connect(url, connect_timeout=10, autocommit=True) as connection:
         for role, password in ((STORE_ROLE, store_password), (LOCK_ROLE, lock_password)):
-            found = connection.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,))
-            if found.fetchone() is None:  # DDL takes no bound parameters: quoted literals
-                connection.execute(
-                    sql.SQL(
-                        "CREATE ROLE {} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE PASSWORD {}"
-                    ).format(sql.Identifier(role), sql.Literal(password))
-                )
+            login_role(connection, role, password, replace_password=False)
         found = connection.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (LOCK_GROUP,))
         if found.fetchone() is None:
             connection.execute(sql.SQL("CREATE ROLE {} NOLOGIN").format(sql.Identifier(LOCK_GROUP)))
@@ -252,27 +244,20 @@ def create_roles_and_database(
         _hand_over_tables(connection)
 
 
-def create_lock_role(config: TeamServerConfig, superuser_password: str, user: str) -> str:
-    """``user``'s own lock role (created, or given a new password); return the password."""
-    import psycopg
+def login_role(connection: Any, role: str, password: str, *, replace_password: bool) -> None:
+    """A role that may log in and do nothing else of its own (no superuser, no databases, no
+    roles): created when missing, its password set again when ``replace_password``."""
     from psycopg import sql
 
-    password = secrets.token_urlsafe(18)
-    role = sql.Identifier(lock_role_of(user))
-    url = local_url(config, SUPERUSER, superuser_password).rsplit("/", 1)[0] + "/postgres"
-    with psycopg.connect(url, connect_timeout=10, autocommit=True) as connection:
-        found = connection.execute(
-            "SELECT 1 FROM pg_roles WHERE rolname = %s", (lock_role_of(user),)
-        ).fetchone()
-        verb = "ALTER" if found else "CREATE"
-        connection.execute(
-            sql.SQL(verb + " ROLE {} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE PASSWORD {}").format(
-                role, sql.Literal(password)
-            )
+    found = connection.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone()
+    if found and not replace_password:
+        return
+    verb = "ALTER" if found else "CREATE"  # DDL takes no bound parameters: quoted literals
+    connection.execute(
+        sql.SQL(verb + " ROLE {} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE PASSWORD {}").format(
+            sql.Identifier(role), sql.Literal(password)
         )
-        # a member of the group only: members of each other's roles could end their sessions
-        connection.execute(sql.SQL("GRANT {} TO {}").format(sql.Identifier(LOCK_GROUP), role))
-    return password
+    )
 
 
 def _hand_over_tables(connection: Any) -> None:

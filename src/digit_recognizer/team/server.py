@@ -18,11 +18,16 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from digit_recognizer.config import MlflowConfig, TeamServerConfig
-from digit_recognizer.config.environment import LOCK_DATABASE_URL_VARIABLE, environment
+from digit_recognizer.config.environment import (
+    LOCK_DATABASE_URL_VARIABLE,
+    LOCK_URL_VARIABLE,
+    PREDICTION_LOG_URL_VARIABLE,
+    environment,
+)
 from digit_recognizer.errors import UserError
 from digit_recognizer.files import write_private_text
 from digit_recognizer.locks import file_lock, redact
-from digit_recognizer.team import postgres
+from digit_recognizer.team import postgres, roles
 from digit_recognizer.team.access import UnreadableUserList, read_users
 from digit_recognizer.team.account import hand_over, server_account
 from digit_recognizer.team.mlflow_server import healthy, server_pid, start_server, stop_server
@@ -52,7 +57,7 @@ class ServerInfo:
 @dataclass(frozen=True)
 class Databases:
     """The backend store's URL (the server's alone) and, with an existing database, the lock's
-    URL as users write it (our own cluster gives each user a lock role: ``user_lock_url``)."""
+    URL as users write it (our own cluster gives each user a lock role: ``database_settings``)."""
 
     store_url: str
     lock_url: str | None
@@ -92,21 +97,35 @@ def _databases(
     )
 
 
-def user_lock_url(
+def database_settings(
     config: TeamServerConfig,
     keys: dict[str, str],
     databases: Databases,
     user: str,
+    permission: Permission | None,
     authority: str | None,
-) -> str:
-    """The lock URL for ``user``'s settings: a lock role of their own in our cluster (made, or
-    given a new password), else the existing database's lock URL."""
-    if databases.lock_url is not None:
-        return databases.lock_url
-    password = postgres.create_lock_role(config, keys["database_password"], user)
-    return postgres.lock_url(
-        config, public_address(config), password, authority, postgres.lock_role_of(user)
+) -> dict[str, str]:
+    """What ``user``'s settings name of the databases: for the admin (``permission`` None) and
+    edit users, the promotion lock (in our cluster a lock role of their own, made or given a new
+    password) and the prediction log (the admin as its owner, edit users as its writer); for
+    read users nothing."""
+    if permission == "read":
+        return {}
+    if databases.lock_url is not None:  # an existing database: its lock; the log stays local
+        return {LOCK_URL_VARIABLE: databases.lock_url}
+    address = public_address(config)
+    lock_password = roles.create_lock_role(config, keys["database_password"], user)
+    role, log_password = (
+        (postgres.LOG_OWNER, keys["log_owner_password"])
+        if permission is None
+        else (postgres.LOG_WRITER, keys["log_password"])
     )
+    return {
+        LOCK_URL_VARIABLE: postgres.lock_url(
+            config, address, lock_password, authority, roles.lock_role_of(user)
+        ),
+        PREDICTION_LOG_URL_VARIABLE: roles.log_url(config, address, role, log_password, authority),
+    }
 
 
 def _certificate(
@@ -132,6 +151,9 @@ def start(config: TeamServerConfig, root: Path) -> ServerInfo:
         postgres.create_roles_and_database(
             config, keys["database_password"], keys["store_password"], keys["lock_password"]
         )
+        roles.create_log_database(
+            config, keys["database_password"], keys["log_owner_password"], keys["log_password"]
+        )
     if not paths.read_users.exists():  # the server refuses every write without it
         write_private_text(paths.read_users, "[]\n")
     admin_settings = paths.client_settings(ADMIN_USER)
@@ -140,9 +162,7 @@ def start(config: TeamServerConfig, root: Path) -> ServerInfo:
         tracking_uri,
         ADMIN_USER,
         keys["admin_password"],
-        user_lock_url(
-            config, keys, databases, ADMIN_USER, AUTHORITY_EXPANSION if authority else None
-        ),
+        database_settings(config, keys, databases, ADMIN_USER, None, expansion),
         authority,
     )
     if server_pid(paths) is not None and healthy(tracking_uri, authority):
@@ -228,9 +248,7 @@ def add_team_user(
         write_private_text(paths.read_users, json.dumps(sorted(readers)) + "\n")
         hand_over(server_account(config.run_as), paths.read_users)  # what the server reads
     settings = paths.client_settings(user)
-    # a read user cannot move an alias, so needs no lock (nor its database credentials)
-    lock_url = (
-        user_lock_url(config, keys, databases, user, expansion) if permission == "edit" else None
-    )
-    write_client_settings(settings, tracking_uri, user, password, lock_url, authority)
+    # a read user cannot move an alias, so needs no lock (nor any database's credentials)
+    named = database_settings(config, keys, databases, user, permission, expansion)
+    write_client_settings(settings, tracking_uri, user, password, named, authority)
     return settings

@@ -24,7 +24,9 @@ SECRET_NAMES = (
     "admin_password",
     "database_password",  # the cluster's superuser: the admin's, never the server's
     "store_password",  # the role that owns MLflow's database, and nothing else
-    "lock_password",
+    "lock_password",  # the lock role every user shared before each had their own
+    "log_owner_password",  # the prediction log's owner: the admin's
+    "log_password",  # the prediction log's writer: every edit user's
     "flask_secret_key",
 )
 

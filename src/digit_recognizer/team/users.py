@@ -10,7 +10,6 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from digit_recognizer.config import MlflowConfig
-from digit_recognizer.config.environment import LOCK_URL_VARIABLE
 from digit_recognizer.errors import UserError
 from digit_recognizer.files import write_private_text
 from digit_recognizer.team.state import ADMIN_USER, Permission
@@ -32,12 +31,13 @@ def write_client_settings(
     tracking_uri: str,
     user: str,
     password: str,
-    lock_url: str | None,
+    databases: Mapping[str, str],
     authority: Path | None,
 ) -> None:
-    """A shell file a user sources on any machine. With our own certificate authority it
-    carries the authority's certificate (public) and saves it under the user's config folder,
-    where MLflow and libpq read it."""
+    """A shell file a user sources on any machine: the tracking server's URL and credentials,
+    and ``databases`` (the variables naming the databases this user may use). With our own
+    certificate authority it carries the authority's certificate (public) and saves it under
+    the user's config folder, where MLflow and libpq read it."""
     settings = {
         "MLFLOW_TRACKING_URI": tracking_uri,
         "MLFLOW_TRACKING_USERNAME": user,
@@ -53,8 +53,7 @@ def write_client_settings(
             authority.read_text().strip(),
             "DIGITS_CA",
         ]
-    if lock_url is not None:
-        settings[LOCK_URL_VARIABLE] = lock_url
+    settings.update(databases)
     lines += [f"export {name}={_single_quoted(value)}" for name, value in settings.items()]
     lines += ["unset digits_ca"] if authority is not None else []
     write_private_text(path, "\n".join(lines) + "\n")
