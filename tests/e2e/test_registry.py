@@ -120,7 +120,7 @@ def test_noise_does_not_swap_the_champion_but_a_clear_gain_does(registry_project
     assert champion() == sitting.version
     tags = mlflow.MlflowClient().get_model_version("digit-recognizer", noisy.version).tags
     assert tags["promotion_decision"] == "rejected"
-    assert json.loads(tags["promotion_mcnemar"])["p_value"] == pytest.approx(0.75)
+    assert json.loads(tags["promotion"])["mcnemar"]["p_value"] == pytest.approx(0.75)
     # given one that fixes 8 of the champion's 10 errors and makes no new one (99.8 %)
     better = register_candidate(registry_project, "cnn", range(2))
     write_trained({"cnn": better})
@@ -322,12 +322,14 @@ def test_forced_promotion_is_recorded_and_rollback_restores(
     assert main(["promote", "--version", bad.version, "--force"]) == 0
     assert champion() == bad.version
     version = mlflow.MlflowClient().get_model_version("digit-recognizer", bad.version)
-    assert version.tags["promotion_forced"] == "true"
+    assert json.loads(version.tags["promotion"])["forced"] is True
     assert "forced past failing gates: min_test_accuracy" in str(version.description)
     # when rolled back, then the previous champion serves again and writes the submission
     capsys.readouterr()
     assert main(["rollback"]) == 0
     assert champion() == good.version
+    rolled_back = mlflow.MlflowClient().get_model_version("digit-recognizer", bad.version)
+    assert len(rolled_back.tags) <= 12, rolled_back.tags
     output = capsys.readouterr().out
     assert f"from version {bad.version} back to version {good.version}" in output
     assert f"holds version {good.version}'s predictions" in output

@@ -92,7 +92,7 @@ def promote_to(registry: tracking.Registry, version: str, forced: bool, reason: 
     history = champion_history(registry)
     if history and history[-1] == version:
         return
-    tags = {"promoted_at": _now(), "promotion_forced": str(forced).lower()}
+    tags = {"promoted_at": _now()}  # forcing is in the decision's ``promotion`` tag
     record = {
         "move": "promote",
         "from": history[-1] if history else "",

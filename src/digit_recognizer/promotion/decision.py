@@ -27,6 +27,8 @@ from digit_recognizer.promotion.candidates import pipeline_candidates, version_s
 from digit_recognizer.promotion.champion import ROLLED_BACK_TAG, promote_to
 from digit_recognizer.promotion.policy import Comparison, Gate, evaluate_gates, mcnemar
 
+PROMOTION_TAG = "promotion"  # a version's decision in full, as JSON
+
 
 @dataclass
 class PromotionReport:
@@ -48,19 +50,20 @@ class PromotionReport:
 
 
 def record_decision(registry: tracking.Registry, report: PromotionReport) -> None:
+    """The decision on the candidate's version: its outcome, and one ``promotion`` tag holding
+    why (forcing, reason, every gate, the McNemar comparisons), to keep the version's tags few."""
     if report.candidate_version is None:
         return
-    gates = "; ".join(
-        f"{gate.name} {'pass' if gate.passed else 'FAIL'} "
-        f"({gate.value if gate.value is None else round(gate.value, 6)} vs "
-        f"{gate.threshold})"
-        for gate in report.gates
-    )
-    tags = {"promotion_decision": report.decision, "promotion_gates": gates[:5000]}
-    if report.comparison is not None:
-        tags["promotion_mcnemar"] = json.dumps(asdict(report.comparison))
-    if report.feedback_comparison is not None:
-        tags["promotion_mcnemar_feedback"] = json.dumps(asdict(report.feedback_comparison))
+    details = {
+        "forced": report.forced,
+        "reason": report.reason,
+        "gates": [asdict(gate) for gate in report.gates],
+        "mcnemar": asdict(report.comparison) if report.comparison else None,
+        "mcnemar_feedback": (
+            asdict(report.feedback_comparison) if report.feedback_comparison else None
+        ),
+    }
+    tags = {"promotion_decision": report.decision, PROMOTION_TAG: json.dumps(details)[:5000]}
     evaluated = registry.description(report.candidate_version)
     decision = f"{report.decision}{' (forced)' if report.forced else ''}: {report.reason}"
     registry.tag_version(

@@ -154,7 +154,7 @@ def run_train(params: Params, family: Family, root: Path) -> TrainedModel:
         logged = register_keras_model(
             paths.trained_model(family),
             params.mlflow.registered_model_name,
-            {"family": family, "run_id": run_id, "val_accuracy": f"{final_accuracy:.4f}", **tags},
+            {"family": family, "run_id": run_id},  # lineage, data and code: on the run
         )
     trained = TrainedModel(
         family=family,

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from digit_recognizer.errors import UserError
+from digit_recognizer.tracking.runs import NOTE_TAG
 from digit_recognizer.tracking.store import Store, activate
 
 # The alias promotion moves and serving follows.
@@ -144,6 +145,11 @@ class Registry:
                 **tags,
                 MOVE_ID_TAG: move_id,
                 "mlflow.runName": f"champion {tags.get('from', '') or '-'} -> {tags['to']}",
+                NOTE_TAG: (
+                    f"{tags.get('move', 'move')} of the champion from version "
+                    f"{tags.get('from') or '(none)'} to {tags['to']}"
+                    + (f": {tags['reason']}" if tags.get("reason") else "")
+                ),
             },
         )
         self._client.set_terminated(run.info.run_id)
