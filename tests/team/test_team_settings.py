@@ -11,7 +11,7 @@ from cryptography import x509
 
 from digit_recognizer.config import TeamServerConfig
 from digit_recognizer.errors import UserError
-from digit_recognizer.team.postgres import _client_rules, lock_url
+from digit_recognizer.team.postgres import _client_rules, user_url
 from digit_recognizer.team.roles import lock_role_of
 from digit_recognizer.team.server import _existing_database
 from digit_recognizer.team.state import StatePaths, check_exposure, tracking_uri_of
@@ -66,7 +66,7 @@ def test_postgres_admits_other_machines_over_ssl_only_when_tls_is_on() -> None:
     assert "host mlflow digits_lock,+digits_lockers 10.77.0.0/24 scram-sha-256" in _client_rules(
         clear, "x"
     )
-    assert lock_url(config, "10.77.0.1", "p w", "/ca.pem", lock_role_of("ana")) == (
+    assert user_url(config, "10.77.0.1", lock_role_of("ana"), "p w", "/ca.pem") == (
         "postgresql://digits_lock_ana:p%20w@10.77.0.1:5433/mlflow?sslmode=verify-full"
         "&sslrootcert=/ca.pem"
     )

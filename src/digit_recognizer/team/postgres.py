@@ -77,18 +77,23 @@ def local_url(config: TeamServerConfig, user: str, password: str, database: str 
     )
 
 
-def lock_url(
-    config: TeamServerConfig, address: str, password: str, authority: str | None, role: str
+def user_url(
+    config: TeamServerConfig,
+    address: str,
+    role: str,
+    password: str,
+    authority: str | None,
+    database: str = DATABASE,
+    scheme: str = "postgresql",
 ) -> str:
-    """A lock role's URL as users write it: the cluster on the address they reach us by,
-    the server's certificate checked against ``authority`` (a path, or a shell expansion)."""
+    """A role's URL as users write it (the lock's, the prediction log's): the cluster on the
+    address they reach us by, the server's certificate checked against ``authority`` (a path,
+    or a shell expansion; None: the system's trust store, for a certificate of their own)."""
     host = address if is_wildcard(config.database_host) else config.database_host
-    url = f"postgresql://{role}:{quote(password, safe='')}@{host}:{config.database_port}"
+    url = f"{scheme}://{role}:{quote(password, safe='')}@{host}:{config.database_port}/{database}"
     if not config.tls:
-        return f"{url}/{DATABASE}"
-    if authority is None:  # the user's own certificate: the system's trust store
-        return f"{url}/{DATABASE}?sslmode=verify-full&sslrootcert=system"
-    return f"{url}/{DATABASE}?sslmode=verify-full&sslrootcert={authority}"
+        return url
+    return f"{url}?sslmode=verify-full&sslrootcert={authority or 'system'}"
 
 
 def _client_rules(config: TeamServerConfig, address: str) -> str:

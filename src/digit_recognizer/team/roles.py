@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from urllib.parse import quote
 
 from digit_recognizer.config import TeamServerConfig
 from digit_recognizer.team.postgres import (
@@ -19,7 +18,6 @@ from digit_recognizer.team.postgres import (
     local_url,
     login_role,
 )
-from digit_recognizer.team.state import is_wildcard
 
 
 def lock_role_of(user: str) -> str:
@@ -90,18 +88,3 @@ def create_log_database(
         connection.execute(
             sql.SQL("GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO {}").format(writer)
         )
-
-
-def log_url(
-    config: TeamServerConfig, address: str, role: str, password: str, authority: str | None
-) -> str:
-    """The prediction log's URL as users write it, for the pure-Python driver (a server that
-    loaded TensorFlow cannot use libpq's SSL): the cluster on the address they reach us by."""
-    host = address if is_wildcard(config.database_host) else config.database_host
-    url = (
-        f"postgresql+pg8000://{role}:{quote(password, safe='')}@{host}:{config.database_port}"
-        f"/{LOG_DATABASE}"
-    )
-    if not config.tls:
-        return url
-    return f"{url}?sslmode=verify-full&sslrootcert={authority or 'system'}"

@@ -121,10 +121,19 @@ def database_settings(
         else (postgres.LOG_WRITER, keys["log_password"])
     )
     return {
-        LOCK_URL_VARIABLE: postgres.lock_url(
-            config, address, lock_password, authority, roles.lock_role_of(user)
+        LOCK_URL_VARIABLE: postgres.user_url(
+            config, address, roles.lock_role_of(user), lock_password, authority
         ),
-        PREDICTION_LOG_URL_VARIABLE: roles.log_url(config, address, role, log_password, authority),
+        # the pure-Python driver: a server that loaded TensorFlow cannot use libpq's SSL
+        PREDICTION_LOG_URL_VARIABLE: postgres.user_url(
+            config,
+            address,
+            role,
+            log_password,
+            authority,
+            postgres.LOG_DATABASE,
+            "postgresql+pg8000",
+        ),
     }
 
 
