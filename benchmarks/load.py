@@ -158,7 +158,8 @@ def readme_lines(load: dict[str, Any], hostile: dict[str, Any]) -> str:
     only_503 = all(set(step["not_200"]) <= {"503"} for step in above)
     sustained = load["sustained"]
     return (
-        f"{README_BEGIN}\nOn {load['cpu']} ({load['cores']} cores, the client on the same cores): "
+        f"{README_BEGIN}\nOne run of each serving benchmark on {load['cpu']} ({load['cores']} "
+        "cores, the client on the same cores): "
         f"**{sustained['requests_per_s']:.0f} requests/s** of mixed traffic with p99 within "
         f"100 ms; {errors_below} errors below the concurrency limit"
         f"{', only 503s above it' if only_503 else ', and errors other than 503 above it'}; "
