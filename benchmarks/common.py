@@ -1,10 +1,9 @@
-"""What the benchmarks share: the CPU's name, a `digits serve` of their own, and the
-generated blocks they write into the docs."""
+"""What the benchmarks share: a `digits serve` of their own, and the generated blocks they
+write into the docs."""
 
 from __future__ import annotations
 
 import os
-import platform
 import signal
 import socket
 import subprocess
@@ -16,22 +15,9 @@ from typing import Any
 
 import yaml
 
-from digit_recognizer.files import write_text
 from digit_recognizer.monitoring.log import PredictionLog
 
 DIGITS = [sys.executable, "-m", "digit_recognizer.cli"]
-
-
-def cpu_model() -> str:
-    """The CPU's name and the vector extensions its kernels use (read now, never assumed)."""
-    name, flags = platform.processor() or "unknown", set()
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            name = line.split(":", 1)[1].strip()
-        elif line.startswith("flags"):
-            flags = set(line.split(":", 1)[1].split())
-    vectors = "AVX-512" if "avx512f" in flags else "AVX2, no AVX-512" if "avx2" in flags else ""
-    return f"{name} ({vectors})" if vectors else name
 
 
 class Server:
@@ -81,10 +67,3 @@ class Server:
 
     def records(self) -> int:
         return PredictionLog(self.log_url).count()
-
-
-def replace_block(page: Path, begin: str, end: str, block: str) -> None:
-    """Rewrite the generated block between ``begin`` and ``end`` (markers included in ``block``)."""
-    text = page.read_text(encoding="utf-8")
-    start, stop = text.index(begin), text.index(end) + len(end)
-    write_text(page, text[:start] + block + text[stop:])

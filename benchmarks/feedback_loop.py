@@ -29,11 +29,11 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from benchmarks.common import cpu_model
 from benchmarks.robustness_readers import other_writers
 from digit_recognizer.config import load_params
 from digit_recognizer.data.robustness import png_bytes, render
 from digit_recognizer.files import write_json
+from digit_recognizer.runtime.cpu import cpu_model
 
 SERVED = 1_000
 DIGITS = [sys.executable, "-m", "digit_recognizer.cli"]

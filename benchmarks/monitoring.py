@@ -35,14 +35,14 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from benchmarks.common import DIGITS, Server, cpu_model, replace_block
+from benchmarks.common import DIGITS, Server
 from benchmarks.robustness_readers import other_writers
 from digit_recognizer import tracking
 from digit_recognizer.config import Params, load_params
 from digit_recognizer.data.kaggle_csv import PIXEL_COLUMNS
 from digit_recognizer.data.robustness import png_bytes, read_rendered, render
 from digit_recognizer.data.splits import evaluation_split
-from digit_recognizer.files import write_json
+from digit_recognizer.files import replace_block, write_json
 from digit_recognizer.monitoring.commands import compare, drawn_as_pictures, reference_as_served
 from digit_recognizer.monitoring.log import (
     AnswerBatch,
@@ -51,6 +51,7 @@ from digit_recognizer.monitoring.log import (
     new_prediction_ids,
 )
 from digit_recognizer.monitoring.report import draw_chart
+from digit_recognizer.runtime.cpu import cpu_model
 
 WINDOW = 500
 KIND_OF_FORM = {"rows": "json", "canvas": "picture"}  # the log's kind of each form of request

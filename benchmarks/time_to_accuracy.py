@@ -27,7 +27,6 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.common import cpu_model
 from digit_recognizer.config import load_params
 from digit_recognizer.console import import_tensorflow_quietly
 from digit_recognizer.data.splits import load_split
@@ -39,7 +38,8 @@ from digit_recognizer.models.input_pipeline import (
 )
 from digit_recognizer.models.record import load_best_hyperparameters
 from digit_recognizer.models.training import schedule_callbacks, training_augmentation
-from digit_recognizer.runtime.precision import choose_precision, cpu_flags, use_precision
+from digit_recognizer.runtime.cpu import cpu_flags, cpu_model
+from digit_recognizer.runtime.precision import choose_precision, use_precision
 
 KERAS_EXAMPLE_EPOCHS = 15
 KERAS_EXAMPLE_BATCH = 128

@@ -78,3 +78,10 @@ def write_private_text(target: Path, content: str) -> None:
     with atomic_path(target) as temporary:
         os.chmod(temporary, 0o600)
         temporary.write_text(content, encoding="utf-8")
+
+
+def replace_block(page: Path, begin: str, end: str, block: str) -> None:
+    """Rewrite the generated block between ``begin`` and ``end`` (markers included in ``block``)."""
+    text = page.read_text(encoding="utf-8")
+    start, stop = text.index(begin), text.index(end) + len(end)
+    write_text(page, text[:start] + block + text[stop:])

@@ -21,7 +21,8 @@ from digit_recognizer.models.input_pipeline import (
     steps_per_epoch,
     training_batches,
 )
-from digit_recognizer.runtime.precision import choose_precision, cpu_flags, use_precision
+from digit_recognizer.runtime.cpu import cpu_flags, cpu_model
+from digit_recognizer.runtime.precision import choose_precision, use_precision
 from tests.helpers.project import synthetic_digits
 
 
@@ -88,6 +89,14 @@ def test_cpu_flags_are_read_from_cpuinfo(tmp_path: Path) -> None:
     cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx512_bf16 amx_tile\n\n")
     assert cpu_flags(cpuinfo) == {"fpu", "sse2", "avx512_bf16", "amx_tile"}
     assert cpu_flags(tmp_path / "absent") == frozenset()
+
+
+def test_the_cpu_is_named_with_the_vector_extensions_it_has(tmp_path: Path) -> None:
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("model name\t: AMD EPYC 9R14\nflags\t\t: fpu avx2 fma\n\n")
+    assert cpu_model(cpuinfo) == "AMD EPYC 9R14 (AVX2, no AVX-512)"
+    cpuinfo.write_text("model name\t: Intel Xeon\nflags\t\t: avx2 avx512f\n\n")
+    assert cpu_model(cpuinfo) == "Intel Xeon (AVX-512)"
 
 
 def test_a_bfloat16_model_is_saved_as_the_same_float32_classifier() -> None:

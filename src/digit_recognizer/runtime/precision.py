@@ -10,31 +10,18 @@ model is always float32: serving and evaluation do not depend on the training ma
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Literal
+
+from digit_recognizer.runtime.cpu import cpu_flags
 
 PrecisionSetting = Literal["auto", "float32", "bfloat16"]
 AMX_FLAGS = frozenset({"amx_bf16", "amx_tile"})
-CPUINFO = Path("/proc/cpuinfo")
 
 
 @dataclass(frozen=True)
 class PrecisionChoice:
     policy: Literal["float32", "mixed_bfloat16"]  # a Keras dtype policy
     reason: str  # logged beside the policy: why this one on this machine
-
-
-def cpu_flags(cpuinfo: Path = CPUINFO) -> frozenset[str]:
-    """The CPU's feature flags (Linux); empty where /proc/cpuinfo does not exist."""
-    try:
-        text = cpuinfo.read_text()
-    except OSError:
-        return frozenset()
-    for line in text.splitlines():
-        key, _, value = line.partition(":")
-        if key.strip() == "flags":
-            return frozenset(value.split())
-    return frozenset()
 
 
 def choose_precision(setting: PrecisionSetting, flags: frozenset[str]) -> PrecisionChoice:
