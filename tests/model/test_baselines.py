@@ -83,7 +83,7 @@ def test_report_names_every_model_with_its_accuracy_from_the_scores(tmp_path: Pa
     # when the report is written
     write_report(files, tmp_path / "reports")
     summary = (tmp_path / "reports" / "summary.md").read_text()
-    # then every model appears with its accuracy, ranked, next to the seeds' figures
+    # then every model appears with its accuracy, ranked, next to the reference projects' figures
     rows = [line for line in summary.splitlines() if line.startswith("| ") and "%" in line]
     ranked = sorted(accuracies, key=accuracies.__getitem__, reverse=True)
     assert [row.split("|")[2].strip() for row in rows] == ranked

@@ -14,9 +14,9 @@ if TYPE_CHECKING:
 
 
 REFERENCE_FIGURES = (
-    ("ANN (seed 1, Keras)", 0.9777),
-    ("CNN (seed 1, Keras)", 0.9912),
-    ("best MLP (seed 2)", 0.9599),
+    ("Keras ANN (reference project 1)", 0.9777),
+    ("Keras CNN (reference project 1)", 0.9912),
+    ("best MLP (reference project 2)", 0.9599),
 )
 NEURAL = ("ann", "cnn")
 
@@ -106,7 +106,7 @@ def plot_comparison(frame: pd.DataFrame, split: str, path: Path) -> None:
         error_axes.annotate(
             f" {value:.2f} %", (value, position), va="center", fontsize=8, color="black"
         )
-    headroom = len(ordered) + 1.3  # seed labels stand above the bars, covering none
+    headroom = len(ordered) + 1.3  # reference labels stand above the bars, covering none
     for name, accuracy in REFERENCE_FIGURES:
         error_axes.axvline((1 - accuracy) * 100, linestyle="--", linewidth=0.8, color="gray")
         error_axes.annotate(
@@ -122,7 +122,7 @@ def plot_comparison(frame: pd.DataFrame, split: str, path: Path) -> None:
     error_axes.set_xscale("log")
     error_axes.set_xlim(float(error.min()) / 1.5, float(error.max()) * 3)
     error_axes.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g} %"))
-    error_axes.set_title(f"error rate on {split} (log; lower is better; dashed: seeds)")
+    error_axes.set_title(f"error rate on {split} (log, lower is better; dashed: references)")
     robust_error = ((1.0 - ordered["robust_accuracy"]) * 100).clip(lower=0.01)
     robust_axes.barh(ordered["model"], robust_error, color=colours)
     for position, value in enumerate(robust_error):
