@@ -172,6 +172,21 @@ def _feedback(arguments: argparse.Namespace, params: Params) -> None:
     print(f"feedback: {exported} labelled picture(s) written to {output}")
 
 
+def _study(arguments: argparse.Namespace, params: Params) -> None:
+    from digit_recognizer.study.commands import render, run_study
+    from digit_recognizer.tracking import project_root
+
+    root = project_root()
+    if arguments.render:
+        written = render(params, root)
+    else:
+        if not arguments.seeds:
+            raise UserError("study needs --seeds (for example --seeds 42 43 44), or --render")
+        output = run_study(params, root, arguments.seeds, arguments.set_param, arguments.jobs)
+        written = [output, *render(params, root)]
+    print(f"study: wrote {', '.join(str(path.relative_to(root)) for path in written)}")
+
+
 def _server(arguments: argparse.Namespace, params: Params) -> None:
     from digit_recognizer.team.actions import server_action
 
@@ -298,6 +313,25 @@ def build_parser() -> argparse.ArgumentParser:
         "--output", type=Path, help="export: the Kaggle-layout CSV (default: paths.feedback_csv)"
     )
     feedback.set_defaults(handler=_feedback)
+
+    study = commands.add_parser(
+        "study", help="the pipeline once per seed (DVC queue), aggregated into reports/study.json"
+    )
+    study.add_argument("--seeds", type=int, nargs="+", help="one experiment per seed: 42 43 44")
+    study.add_argument(
+        "--set-param",
+        "-S",
+        action="append",
+        default=[],
+        help="key=value applied to every seed's experiment (as dvc exp run -S)",
+    )
+    study.add_argument("--jobs", type=int, default=1, help="queue workers (default 1)")
+    study.add_argument(
+        "--render",
+        action="store_true",
+        help="only regenerate docs/results.md and the README's table from reports/study.json",
+    )
+    study.set_defaults(handler=_study)
 
     predict = commands.add_parser("predict", help="batch prediction to a Kaggle submission")
     predict.add_argument(

@@ -1,6 +1,7 @@
 """What users read of the measurements is what a command wrote: the docs' tables are generated
-from reports/benchmarks/*.json, the README's results are the report stage's table and its
-serving line the serving benchmarks'; never typed."""
+from reports/benchmarks/*.json, the README's results and docs/results.md from reports/study.json
+(before any study, the report stage's summary), the README's serving line from the serving
+benchmarks; never typed."""
 
 from __future__ import annotations
 
@@ -10,6 +11,9 @@ from types import ModuleType
 import pytest
 
 from benchmarks import hostile, load, monitoring
+from digit_recognizer.config import load_params
+from digit_recognizer.study.commands import README, pages
+from digit_recognizer.study.pages import README_BEGIN, README_END
 from tests.helpers.project import REPOSITORY
 
 
@@ -41,11 +45,14 @@ def test_the_readme_s_serving_line_is_the_serving_benchmarks() -> None:
     )
 
 
-def test_the_readme_results_are_the_report_stage_s_table() -> None:
-    readme = (REPOSITORY / "README.md").read_text(encoding="utf-8")
-    summary = (REPOSITORY / "reports" / "summary.md").read_text(encoding="utf-8")
-    shown = readme[readme.index("<!-- results:") : readme.index("<!-- end results -->")]
-    table = [line for line in summary.splitlines() if line.startswith("| ")]
-    assert table and [line for line in shown.splitlines() if line.startswith("| ")] == table, (
-        "README.md's results differ from reports/summary.md (the report stage's): copy its table"
-    )
+def test_the_results_users_read_are_generated_from_the_reports() -> None:
+    params = load_params(REPOSITORY / "params.yaml")
+    for path, content in pages(params, REPOSITORY).items():
+        if path == README:
+            shown = block("README.md", README_BEGIN, README_END)
+        else:
+            shown = (REPOSITORY / path).read_text(encoding="utf-8")
+        assert shown == content, (
+            f"{path} differs from reports/study.json (or, before any study, reports/summary.md): "
+            "run digits study --render"
+        )

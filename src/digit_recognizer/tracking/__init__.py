@@ -4,7 +4,7 @@ logged models and the model registry. Every other module goes through these name
 Nothing here imports MLflow at import time; each call does.
 """
 
-from digit_recognizer.tracking.child_runs import ChildRuns
+from digit_recognizer.tracking.child_runs import ChildRuns, adopt_runs
 from digit_recognizer.tracking.logged_models import (
     LoggedModel,
     log_and_register_model,
@@ -66,6 +66,7 @@ __all__ = [
     "Store",
     "VersionRecord",
     "activate",
+    "adopt_runs",
     "alias_uri",
     "close_orphaned_runs",
     "describe_run",

@@ -109,3 +109,17 @@ def _now_ms() -> int:
     import time
 
     return int(time.time() * 1000)
+
+
+def adopt_runs(store: Store, parent_run_id: str, tags: Mapping[str, str]) -> int:
+    """Make the top-level runs carrying ``tags`` (a DVC experiment's stage runs) children of
+    ``parent_run_id``, as the MLflow UI nests them; how many moved."""
+    import mlflow
+
+    client = mlflow.MlflowClient(store.uri)
+    conditions = " and ".join(f"tags.`{key}` = '{value}'" for key, value in tags.items())
+    found = client.search_runs([activate(store)], conditions, max_results=5000)
+    orphans = [run for run in found if "mlflow.parentRunId" not in run.data.tags]
+    for run in orphans:
+        client.set_tag(run.info.run_id, "mlflow.parentRunId", parent_run_id)
+    return len(orphans)
