@@ -10,7 +10,7 @@ from types import ModuleType
 
 import pytest
 
-from benchmarks import hostile, load, monitoring
+from benchmarks import feedback_loop, hostile, load, monitoring
 from digit_recognizer.config import load_params
 from digit_recognizer.study.commands import README, pages
 from digit_recognizer.study.pages import README_BEGIN, README_END
@@ -28,7 +28,12 @@ def report(name: str) -> dict[str, object]:
 
 @pytest.mark.parametrize(
     ("benchmark", "page"),
-    [(monitoring, "docs/monitoring.md"), (hostile, "docs/serving.md"), (load, "docs/serving.md")],
+    [
+        (monitoring, "docs/monitoring.md"),
+        (feedback_loop, "docs/monitoring.md"),
+        (hostile, "docs/serving.md"),
+        (load, "docs/serving.md"),
+    ],
 )
 def test_each_benchmark_s_table_shows_its_report(benchmark: ModuleType, page: str) -> None:
     name = benchmark.__name__.rsplit(".", 1)[1]
@@ -38,10 +43,15 @@ def test_each_benchmark_s_table_shows_its_report(benchmark: ModuleType, page: st
     )
 
 
-def test_the_readme_s_serving_line_is_the_serving_benchmarks() -> None:
+def test_the_readme_s_measured_lines_are_the_benchmarks() -> None:
     shown = block("README.md", load.README_BEGIN, load.README_END)
     assert shown == load.readme_lines(report("load"), report("hostile")), (
         "README.md's serving line differs from the reports: run python -m benchmarks.load --render"
+    )
+    shown = block("README.md", feedback_loop.README_BEGIN, feedback_loop.README_END)
+    assert shown == feedback_loop.readme_line(report("feedback_loop")), (
+        "README.md's loop line differs from the report: "
+        "run python -m benchmarks.feedback_loop --render"
     )
 
 
