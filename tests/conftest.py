@@ -23,12 +23,16 @@ from tests.helpers.project import (
 GROUPS = ("code", "data", "model", "e2e", "team")
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the xdist_group markers
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         group = item.path.parent.name
         if group not in GROUPS:
             raise pytest.UsageError(f"{item.nodeid}: a test belongs in one of tests/{GROUPS}")
         item.add_marker(group)
+        # one worker builds the reproduced project (minutes) and runs every test that reads it
+        if "reproduced" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.xdist_group("reproduced"))
 
 
 @pytest.fixture(scope="session")
