@@ -129,7 +129,7 @@ def measure(root: Path) -> dict[str, Any]:
         "versions_after": sorted(versions_after),
         "promotion": promotion["decision"],
         "promotion_reason": promotion["reason"],
-        "cnn_test_accuracy_after": cnn["test_accuracy"],
+        "cnn_test_accuracy_after": cnn["evaluation_accuracy"],
         "cnn_feedback_accuracy_after": cnn.get("feedback_accuracy"),
         "export_and_repro_seconds": round(repro_seconds, 1),
     }

@@ -49,9 +49,9 @@ def test_dvc_repro_runs_every_stage_then_only_what_changed(reproduced: Reproduce
         assert (tmp_path / name).exists(), name
     metrics = json.loads((tmp_path / "reports/cnn/scores.json").read_text())
     assert metrics["evaluation_split"] == "test"
-    assert metrics["test_accuracy"] >= 0.5, "the tiny CNN learns the synthetic digits"
+    assert metrics["evaluation_accuracy"] >= 0.5, "the tiny CNN learns the synthetic digits"
     shown = run(["dvc", "metrics", "show"], tmp_path, environment)
-    assert "test_accuracy" in shown and "failed to load" not in shown, shown
+    assert "evaluation_accuracy" in shown and "failed to load" not in shown, shown
     assert max(len(line) for line in shown.splitlines()) <= 160, "fits a 160-column terminal"
 
     # and the candidate with the better validation accuracy became champion through the gates
@@ -84,10 +84,10 @@ def test_dvc_repro_runs_every_stage_then_only_what_changed(reproduced: Reproduce
     evaluation_runs = client.search_runs([experiment.experiment_id], "tags.stage = 'evaluate'")
     assert {run.info.status for run in evaluation_runs} == {"FINISHED"}
     assert all(
-        run.data.metrics["test_accuracy"]
+        run.data.metrics["evaluation_accuracy"]
         == pytest.approx(
             json.loads((tmp_path / f"metrics/{run.data.tags['family']}.json").read_text())[
-                "test_accuracy"
+                "evaluation_accuracy"
             ],
             abs=1e-6,
         )

@@ -55,7 +55,7 @@ def register_candidate(
         tracking.log_metrics(
             {
                 "validation_accuracy": validation_accuracy,
-                "test_accuracy": accuracy,
+                "evaluation_accuracy": accuracy,
                 "latency_ms_batch1": latency_ms,
             }
         )
@@ -84,7 +84,7 @@ def register_candidate(
                     "family": family,
                     "run_id": run_id,
                     "evaluation_run_id": run_id,
-                    "test_accuracy": f"{accuracy:.6f}",
+                    "evaluation_accuracy": f"{accuracy:.6f}",
                     "latency_ms_batch1": f"{latency_ms:.6f}",
                 },
             )

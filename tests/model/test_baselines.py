@@ -28,7 +28,7 @@ def test_baselines_are_scored_tracked_and_logged_with_signatures(project: Path) 
         # (feedback_accuracy only once people have corrected answers: none here)
         assert set(metrics) == set(HEADLINE_METRICS) - {"feedback_accuracy"}, name
         scores = json.loads(Path(f"reports/{name}/scores.json").read_text())
-        assert {"test_recall_0", "validation_accuracy", *metrics} <= set(scores), name
+        assert {"evaluation_recall_0", "validation_accuracy", *metrics} <= set(scores), name
         assert scores["feedback_rows"] == 0, name
         assert scores["evaluation_split"] == "test"
         assert (Path("reports") / name / "confusion_matrix.png").exists()
@@ -41,8 +41,8 @@ def test_baselines_are_scored_tracked_and_logged_with_signatures(project: Path) 
     latest = {run.data.tags["family"]: run for run in reversed(runs)}
     assert set(latest) == set(BASELINES)
     knn = latest["knn"]
-    assert knn.data.metrics["test_accuracy"] == pytest.approx(
-        json.loads(Path("metrics/knn.json").read_text())["test_accuracy"], abs=1e-6
+    assert knn.data.metrics["evaluation_accuracy"] == pytest.approx(
+        json.loads(Path("metrics/knn.json").read_text())["evaluation_accuracy"], abs=1e-6
     )
     logged = mlflow.search_logged_models(
         filter_string=f"source_run_id = '{knn.info.run_id}'", output_format="list"
@@ -69,8 +69,8 @@ def test_report_names_every_model_with_its_accuracy_from_the_scores(tmp_path: Pa
             json.dumps(
                 {
                     "evaluation_split": "test",
-                    "test_accuracy": accuracy,
-                    "test_macro_f1": accuracy - 0.001,
+                    "evaluation_accuracy": accuracy,
+                    "evaluation_macro_f1": accuracy - 0.001,
                     "robust_accuracy": accuracy - 0.1,
                     "train_seconds": 10.0 + index,
                     "latency_ms_batch1": 0.5 + index,

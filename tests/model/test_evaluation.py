@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from digit_recognizer.data.kaggle_csv import PIXEL_COLUMNS, write_submission
-from digit_recognizer.evaluation.scores import confusion_rows, score
+from digit_recognizer.evaluation.scores import confusion_rows, evaluation_score, score
 from digit_recognizer.models.architectures import AnnHyperparameters, build_model
 from digit_recognizer.models.pyfunc import compiled_probabilities, pixels_from, predict_frame
 from tests.helpers.project import synthetic_digits
@@ -18,12 +18,21 @@ from tests.helpers.project import synthetic_digits
 def test_scores_of_a_perfect_and_a_wrong_prediction() -> None:
     labels = np.arange(10, dtype=np.uint8)
     perfect = np.eye(10)
-    metrics = score(labels, perfect, "test")
-    assert metrics["test_accuracy"] == 1.0 and metrics["test_macro_f1"] == 1.0
-    assert metrics["test_log_loss"] < 1e-5
+    metrics = score(labels, perfect, "evaluation")
+    assert metrics["evaluation_accuracy"] == 1.0 and metrics["evaluation_macro_f1"] == 1.0
+    assert metrics["evaluation_log_loss"] < 1e-5
     shifted = np.roll(np.eye(10), 1, axis=1)
-    worse = score(labels, shifted, "test")
-    assert worse["test_accuracy"] == 0.0 and worse["test_recall_3"] == 0.0
+    worse = score(labels, shifted, "evaluation")
+    assert worse["evaluation_accuracy"] == 0.0 and worse["evaluation_recall_3"] == 0.0
+
+
+def test_scores_are_read_by_the_new_name_or_by_the_one_older_versions_carry() -> None:
+    assert (
+        evaluation_score({"evaluation_accuracy": "0.99", "test_accuracy": "0.5"}, "accuracy")
+        == "0.99"
+    )
+    assert evaluation_score({"test_macro_f1": "0.98"}, "macro_f1") == "0.98"
+    assert evaluation_score({"validation_accuracy": "0.9"}, "accuracy") is None
 
 
 def test_submission_and_confusion_formats(tmp_path: Path) -> None:

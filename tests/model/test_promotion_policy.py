@@ -23,7 +23,7 @@ def scores(
         version=version,
         family="cnn",
         validation_accuracy=0.99,
-        test_accuracy=float(correct.mean()),
+        evaluation_accuracy=float(correct.mean()),
         min_class_recall=0.98,
         latency_ms=1.0,
         robust_accuracy=0.97,

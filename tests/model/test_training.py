@@ -124,14 +124,16 @@ def test_evaluation_is_its_own_run_under_the_training_run(tuned_project: Path) -
     assert evaluation.data.tags["stage"] == "evaluate"
     assert evaluation.data.tags["evaluation_split"] == "test"
     metrics = json.loads(Path("metrics/ann.json").read_text())
-    assert evaluation.data.metrics["test_accuracy"] == pytest.approx(metrics["test_accuracy"])
+    assert evaluation.data.metrics["evaluation_accuracy"] == pytest.approx(
+        metrics["evaluation_accuracy"]
+    )
     assert mlflow.get_run(record["run_id"]).info.status == "FINISHED"
     version = mlflow.MlflowClient().get_model_version("digit-recognizer", record["version"])
     assert version.tags["evaluation_run_id"] == evaluation.info.run_id
     assert version.tags["evaluation_split"] == "test"
     # and the robustness set and the calibration are scored beside the plain split
     scores = json.loads(Path("reports/ann/scores.json").read_text())
-    for key in ("robust_accuracy", "test_ece"):
+    for key in ("robust_accuracy", "evaluation_ece"):
         assert evaluation.data.metrics[key] == pytest.approx(scores[key], abs=1e-6), key
     kinds = ("offcentre", "rotated", "thick", "thin", "paper", "inverted")
     assert {f"robust_accuracy_{kind}" for kind in kinds} <= evaluation.data.metrics.keys()
@@ -182,7 +184,7 @@ def test_members_train_with_their_own_seeds_and_serve_as_one_averaged_model(
     client = mlflow.MlflowClient()
     assert [m.step for m in client.get_metric_history(record["run_id"], "cnn_2/val_accuracy")]
     scores = json.loads(Path("reports/cnn/scores.json").read_text())
-    assert {"cnn_1_test_accuracy", "cnn_2_test_accuracy"} <= scores.keys()
+    assert {"cnn_1_evaluation_accuracy", "cnn_2_evaluation_accuracy"} <= scores.keys()
     # and the registered version serves Kaggle rows like any other
     rows = pd.DataFrame(
         load_split(Path("prepared"), "test").images[:3].astype(np.int64),

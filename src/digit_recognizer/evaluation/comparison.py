@@ -40,8 +40,8 @@ def comparison_frame(scores_files: dict[str, Path]) -> tuple[pd.DataFrame, str]:
         {
             "model": model,
             "kind": "neural network" if model in NEURAL else "classical",
-            "accuracy": metrics["test_accuracy"],
-            "macro_f1": metrics["test_macro_f1"],
+            "accuracy": metrics["evaluation_accuracy"],
+            "macro_f1": metrics["evaluation_macro_f1"],
             "robust_accuracy": metrics["robust_accuracy"],
             **{
                 key: metrics[key]

@@ -4,7 +4,7 @@ latency; and the one-line summaries the MLflow lists show."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import numpy as np
 import numpy.typing as npt
@@ -69,8 +69,8 @@ def confusion_rows(labels: npt.NDArray[np.uint8], predicted: npt.NDArray[np.int6
 def summary_line(model: str, metrics: dict[str, float], split: str) -> str:
     """What a run or version achieved, in one line for the MLflow runs and versions lists."""
     return (
-        f"{model}: {metrics['test_accuracy']:.2%} on {split} (validation "
-        f"{metrics['validation_accuracy']:.2%}), macro-F1 {metrics['test_macro_f1']:.4f}, "
+        f"{model}: {metrics['evaluation_accuracy']:.2%} on {split} (validation "
+        f"{metrics['validation_accuracy']:.2%}), macro-F1 {metrics['evaluation_macro_f1']:.4f}, "
         f"{metrics['robust_accuracy']:.2%} on the robustness set, "
         f"{metrics['latency_ms_batch1']:.1f} ms/image, {metrics['train_seconds']:.0f} s training"
     )
@@ -78,7 +78,18 @@ def summary_line(model: str, metrics: dict[str, float], split: str) -> str:
 
 # The scores a registered version carries as tags (what `digits registry` lists and the
 # registry page shows); every score is in the evaluation run the version's tags link to.
-HEADLINE_SCORES = ("test_accuracy", "test_macro_f1", "latency_ms_batch1", "robust_accuracy")
+HEADLINE_SCORES = (
+    "evaluation_accuracy",
+    "evaluation_macro_f1",
+    "latency_ms_batch1",
+    "robust_accuracy",
+)
+
+
+def evaluation_score(values: Mapping[str, str], name: str) -> str | None:
+    """A score on the evaluation split (``accuracy``, ``macro_f1``) from a version's tags or a
+    run's metrics; versions registered before the scores said their split carry ``test_*``."""
+    return values.get(f"evaluation_{name}", values.get(f"test_{name}"))
 
 
 def headline(metrics: dict[str, float]) -> dict[str, str]:

@@ -80,7 +80,7 @@ def version_scores(
         version=record.version,
         family=record.tags.get("family", "?"),
         validation_accuracy=metrics.get("validation_accuracy"),
-        test_accuracy=float(correct.mean()),
+        evaluation_accuracy=float(correct.mean()),
         min_class_recall=min(recalls),
         latency_ms=latency,
         robust_accuracy=robust_accuracies(robustness, robust_predicted)["robust_accuracy"],

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from digit_recognizer import tracking
 from digit_recognizer.config import Params
+from digit_recognizer.evaluation.scores import evaluation_score
 
 
 def registry_table(params: Params, root: Path) -> str:
@@ -14,7 +15,7 @@ def registry_table(params: Params, root: Path) -> str:
     store = tracking.Store.for_project(params.mlflow, root)
     tracking.activate(store)
     registry = tracking.Registry(store, params.mlflow.registered_model_name)
-    rows = [("version", "aliases", "family", "split", "test_acc", "macro_f1", "ms/img", "decision")]
+    rows = [("version", "aliases", "family", "split", "accuracy", "macro_f1", "ms/img", "decision")]
     for record in registry.versions():
         tags = record.tags
         rows.append(
@@ -23,8 +24,8 @@ def registry_table(params: Params, root: Path) -> str:
                 ",".join(record.aliases) or "-",
                 tags.get("family", "?"),
                 tags.get("evaluation_split", "-"),
-                tags.get("test_accuracy", "-")[:6],
-                tags.get("test_macro_f1", "-")[:6],
+                (evaluation_score(tags, "accuracy") or "-")[:6],
+                (evaluation_score(tags, "macro_f1") or "-")[:6],
                 tags.get("latency_ms_batch1", "-")[:6],
                 tags.get("promotion_decision", "-"),
             )

@@ -21,7 +21,7 @@ from digit_recognizer.models.classical import BASELINES, fit_best, parameter_cou
 class BaselineResult:
     name: str
     settings: dict[str, Any]
-    test_accuracy: float  # on the evaluation split (test.csv when labelled, else the holdout)
+    evaluation_accuracy: float  # test.csv when labelled, else the holdout
     evaluation_split: str
     validation_accuracy: float
     fit_seconds: float
@@ -66,7 +66,7 @@ def run_baselines(params: Params, root: Path) -> list[BaselineResult]:
             BaselineResult(
                 name,
                 settings,
-                scores.metrics["test_accuracy"],
+                scores.metrics["evaluation_accuracy"],
                 scores.evaluation.split,
                 validation_accuracy,
                 fit_seconds,
@@ -80,6 +80,6 @@ def main(params: Params) -> None:
     for result in run_baselines(params, tracking.project_root()):
         print(
             f"baselines {result.name}: {result.evaluation_split} accuracy "
-            f"{result.test_accuracy:.4f} with {result.settings} "
+            f"{result.evaluation_accuracy:.4f} with {result.settings} "
             f"(fit {result.fit_seconds:.1f}s); MLflow run {result.run_id}"
         )

@@ -108,7 +108,8 @@ def main(params: Params, family: Family) -> None:
     result = run_evaluate(params, family, tracking.project_root())
     print(
         f"evaluate {result.family}: {result.scored_split} accuracy "
-        f"{result.metrics['test_accuracy']:.4f}, macro-F1 {result.metrics['test_macro_f1']:.4f} "
+        f"{result.metrics['evaluation_accuracy']:.4f}, "
+        f"macro-F1 {result.metrics['evaluation_macro_f1']:.4f} "
         f"(validation {result.metrics['validation_accuracy']:.4f}); "
         f"submission {result.submission_path}"
     )

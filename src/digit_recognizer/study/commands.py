@@ -15,6 +15,7 @@ from typing import Any
 from digit_recognizer import tracking
 from digit_recognizer.config import FAMILIES, Params
 from digit_recognizer.errors import UserError
+from digit_recognizer.evaluation.scores import evaluation_score
 from digit_recognizer.files import replace_block, write_json, write_text
 from digit_recognizer.runtime.cpu import cpu_model
 from digit_recognizer.study.experiments import (
@@ -65,9 +66,10 @@ def champion_scores(registry: tracking.Registry) -> ChampionScores | None:
     """The champion's headline metrics as its version's tags hold them (None: no champion)."""
     version = registry.alias(tracking.CHAMPION)
     record = registry.version(version) if version else None
-    if record is None or "test_accuracy" not in record.tags:
+    accuracy = evaluation_score(record.tags, "accuracy") if record else None
+    if record is None or accuracy is None:
         return None
-    metrics = {"accuracy": float(record.tags["test_accuracy"])}
+    metrics = {"accuracy": float(accuracy)}
     if "robust_accuracy" in record.tags:
         metrics["robust_accuracy"] = float(record.tags["robust_accuracy"])
     return ChampionScores(record.version, record.tags.get("evaluation_split", "test"), metrics)
