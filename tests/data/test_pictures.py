@@ -112,6 +112,17 @@ def test_noisy_unevenly_lit_paper_leaves_no_specks() -> None:
     assert frame[:, :4].max() < 40 and frame[:, -4:].max() < 40, "paper texture is not ink"
 
 
+def test_faint_ink_on_grey_noisy_paper_is_still_a_digit() -> None:
+    # given a 7 in faint ink, 20 grey levels from grey paper photographed with noise (as a
+    # soft pencil gives it: readable, yet once refused as "too little contrast")
+    rng = np.random.default_rng(1)
+    paper = np.asarray(drawn_seven(ink=130, paper=150), dtype=np.float64)
+    photo = np.clip(paper + rng.normal(0, 4, paper.shape), 0, 255).astype(np.uint8)
+    # when it is read, then it is the same 7 as in black ink
+    frame = frame_of(encoded(Image.fromarray(photo), "PNG"))
+    assert distance(frame, frame_of(encoded(drawn_seven(), "PNG"))) < 12
+
+
 def test_an_mnist_digit_saved_as_a_picture_reads_back_almost_unchanged() -> None:
     digits = synthetic_digits(2, 0).images.astype(np.uint8)
     digits[digits < 50] = 0  # the synthetic noise is not part of the digit

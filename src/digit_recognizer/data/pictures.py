@@ -27,7 +27,9 @@ from digit_recognizer.errors import UserError
 
 DIGIT_BOX = 20  # MNIST: the longer side of the digit, in pixels, inside the 28 x 28 frame
 ANALYSIS_SIDE = 512  # larger pictures are shrunk first: a digit a third of it is still 170 px
-MIN_CONTRAST = 24  # grey levels between ink and paper below which a picture is blank
+# grey levels between ink and paper below which a picture is blank: faint ink photographed on
+# grey paper is 17-21 levels from it, JPEG ringing on a flat picture a few
+MIN_CONTRAST = 12
 SPECK_SHARE = 0.05  # ink components under this share of the largest are paper texture
 MIN_PICTURE_SIDE = 8  # pixels: a smaller picture cannot hold a digit
 MIN_DIGIT_SIDE = 3  # pixels (after shrinking to ANALYSIS_SIDE): less ink than this is a dot
