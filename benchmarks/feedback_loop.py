@@ -26,6 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -56,11 +57,25 @@ def post(url: str, body: bytes, content_type: str) -> tuple[dict[str, str], Any]
     return headers, json.loads(content) if content else None
 
 
-def read(base: str, pictures: list[bytes]) -> tuple[list[str], npt.NDArray[np.int64], set[str]]:
-    """Each picture sent as the page or a phone would: one image/png request each."""
-    ids, labels, versions = [], [], set()
+REFUSED = -1  # a picture the server answered with a 4xx: no digit read, counted wrong
+
+
+def read(
+    base: str, pictures: list[bytes]
+) -> tuple[list[str | None], npt.NDArray[np.int64], set[str]]:
+    """Each picture sent as the page or a phone would: one image/png request each. A refused
+    picture (4xx: no digit found) has no prediction id, so nobody can correct it."""
+    ids: list[str | None] = []
+    labels, versions = [], set()
     for picture in pictures:
-        headers, answer = post(f"{base}/invocations", picture, "image/png")
+        try:
+            headers, answer = post(f"{base}/invocations", picture, "image/png")
+        except urllib.error.HTTPError as error:
+            if not 400 <= error.code < 500:
+                raise
+            ids.append(None)
+            labels.append(REFUSED)
+            continue
         ids.append(headers["x-prediction-id"])
         labels.append(answer["predictions"][0]["label"])
         versions.add(headers["x-model-version"])
@@ -105,6 +120,8 @@ def measure(root: Path) -> dict[str, Any]:
             _, before_held_out, versions_before = read(base, held_out)
             ids, answered, _ = read(base, served)
             for identifier, label in zip(ids, served_labels.tolist(), strict=True):
+                if identifier is None:
+                    continue
                 body = json.dumps({"prediction_id": identifier, "label": label}).encode()
                 post(f"{base}/feedback", body, "application/json")
             started = time.monotonic()
@@ -125,6 +142,8 @@ def measure(root: Path) -> dict[str, Any]:
         "held_out": len(held_out),
         "held_out_accuracy_before": float(np.mean(before_held_out == held_out_labels)),
         "held_out_accuracy_after": float(np.mean(after_held_out == held_out_labels)),
+        "refused_before": int(np.sum(before_held_out == REFUSED) + np.sum(answered == REFUSED)),
+        "refused_after": int(np.sum(after_held_out == REFUSED)),
         "versions_before": sorted(versions_before),
         "versions_after": sorted(versions_after),
         "promotion": promotion["decision"],
