@@ -4,13 +4,17 @@ candidate chosen on validation, and one-line errors for bad requests and reports
 from __future__ import annotations
 
 import json
+import subprocess
+from pathlib import Path
 
 import pytest
 
+from digit_recognizer.config import load_params
 from digit_recognizer.errors import UserError
-from digit_recognizer.study.commands import check_request
+from digit_recognizer.study.commands import check_request, read_seed
 from digit_recognizer.study.pages import readme_block, results_page
 from digit_recognizer.study.summary import ChampionScores, SeedResult, seed_result, summarise
+from tests.helpers.project import REPOSITORY
 
 HEADER = "model,kind,accuracy,macro_f1,robust_accuracy,train_seconds,latency_ms_batch1\n"
 
@@ -114,3 +118,12 @@ def test_a_bad_study_request_is_refused_before_anything_runs(
 ) -> None:
     with pytest.raises(UserError, match=reason):
         check_request(seeds, settings, jobs)
+
+
+def test_a_seed_whose_experiment_failed_is_named_with_where_to_read_why(tmp_path: Path) -> None:
+    # given a project whose queue left no experiment for the seed (its pipeline failed)
+    subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
+    params = load_params(REPOSITORY / "params.yaml")
+    # when the study reads it, then one line names the seed and the log to read
+    with pytest.raises(UserError, match=r"seed 43: experiment study-1-seed43 failed; `dvc queue"):
+        read_seed(params, tmp_path, 43, "study-1-seed43")
