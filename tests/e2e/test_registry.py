@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Callable
@@ -28,21 +29,44 @@ from digit_recognizer.promotion.listing import registry_table
 from digit_recognizer.promotion.policy import mcnemar
 from digit_recognizer.stages.promote import promote, rollback
 from digit_recognizer.tracking import CHAMPION
-from tests.helpers.project import REPOSITORY, synthetic_digits
+from tests.helpers.project import (
+    REPOSITORY,
+    synthetic_digits,
+    tiny_params,
+    track_data,
+    write_tiny_data,
+)
 from tests.helpers.registry import Candidate, register_candidate
 
 
-@pytest.fixture
-def registry_project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, project: Path) -> Path:
-    """A prepared project with its own (empty) registry and a labelled 1,000-image test set."""
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'registry.db'}")
-    params = yaml.safe_load(Path("params.yaml").read_text())
+@pytest.fixture(scope="session")
+def prepared_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A project after prepare, split-feedback and robustness, with its own registry (no
+    versions yet), the real gates and a labelled 1,000-image test set: made once, copied into
+    each test's project (the stages' outputs and the registry's schema take seconds each)."""
+    folder = tmp_path_factory.mktemp("registry-template")
+    write_tiny_data(folder / "data")
+    track_data(folder)
+    params = tiny_params()
     params["promote"] = yaml.safe_load((REPOSITORY / "params.yaml").read_text())["promote"]
-    Path("params.yaml").write_text(yaml.safe_dump(params))  # the real gates, not tiny ones
-    write_digits_csv(Path("data/test.csv"), synthetic_digits(100, 5))
-    assert main(["prepare"]) == 0
-    assert main(["split-feedback"]) == 0
-    assert main(["robustness"]) == 0
+    (folder / "params.yaml").write_text(yaml.safe_dump(params))  # the real gates, not tiny ones
+    shutil.copy(REPOSITORY / "dvc.yaml", folder / "dvc.yaml")
+    write_digits_csv(folder / "data/test.csv", synthetic_digits(100, 5))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(folder)
+        patch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{folder / 'registry.db'}")
+        for stage in ("prepare", "split-feedback", "robustness"):
+            assert main([stage]) == 0, stage
+    return folder
+
+
+@pytest.fixture
+def registry_project(
+    monkeypatch: pytest.MonkeyPatch, project: Path, prepared_template: Path
+) -> Path:
+    """A prepared project of its own, copied from the template, registry included."""
+    shutil.copytree(prepared_template, project, dirs_exist_ok=True)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{project / 'registry.db'}")
     return project
 
 
