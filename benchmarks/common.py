@@ -15,7 +15,9 @@ from typing import Any
 
 import yaml
 
+from digit_recognizer.files import write_json
 from digit_recognizer.monitoring.log import PredictionLog
+from digit_recognizer.runtime.cpu import cpu_model
 
 DIGITS = [sys.executable, "-m", "digit_recognizer.cli"]
 
@@ -67,3 +69,10 @@ class Server:
 
     def records(self) -> int:
         return PredictionLog(self.log_url).count()
+
+
+def write_report(root: Path, name: str, results: dict[str, Any]) -> Path:
+    """reports/benchmarks/NAME.json, the CPU named; `python -m benchmarks.pages` lists it."""
+    output = root / "reports" / "benchmarks" / f"{name}.json"
+    write_json(output, {"cpu": cpu_model(), "cores": os.cpu_count(), **results})
+    return output

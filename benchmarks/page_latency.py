@@ -3,9 +3,10 @@ mouse stroke to the answer on screen (the page's own clock: canvas to PNG, POST 
 reader, the model, drawing the bars and the 28 x 28 frame). Loopback only, bounded in count.
 
     digits serve &   # the champion
-    python benchmarks/page_latency.py --url http://127.0.0.1:5001/ --strokes 60
+    python -m benchmarks.page_latency --url http://127.0.0.1:5001/ --strokes 60
 
-Drives Debian's chromium through Playwright (apt-get install chromium).
+Drives Debian's chromium through Playwright (apt-get install chromium). Writes
+reports/benchmarks/page_latency.json.
 """
 
 from __future__ import annotations
@@ -13,6 +14,9 @@ from __future__ import annotations
 import argparse
 import shutil
 import statistics
+from pathlib import Path
+
+from benchmarks.common import write_report
 
 # a 7, in canvas pixels: one stroke of three points
 SEVEN = [(60, 50), (210, 50), (110, 240)]
@@ -47,11 +51,18 @@ def main() -> None:
         digit = page.locator("#digit").text_content()
         browser.close()
     ordered = sorted(latencies[3:])  # the first answers warm the server and the browser
+    p50, p90 = statistics.median(ordered), ordered[int(0.9 * (len(ordered) - 1))]
     print(
-        f"page: {len(ordered)} strokes, answer after the stroke ends: p50 "
-        f"{statistics.median(ordered):.1f} ms, p90 {ordered[int(0.9 * (len(ordered) - 1))]:.1f} ms"
-        f" (the model read the 7 as {digit})"
+        f"page: {len(ordered)} strokes, answer after the stroke ends: p50 {p50:.1f} ms, "
+        f"p90 {p90:.1f} ms (the model read the 7 as {digit})"
     )
+    results = {
+        "strokes": len(ordered),
+        "p50_ms": round(p50, 2),
+        "p90_ms": round(p90, 2),
+        "seven_read_as": digit,
+    }
+    print(f"written {write_report(Path.cwd(), 'page_latency', results)}")
 
 
 if __name__ == "__main__":

@@ -2,13 +2,13 @@
 (the whole picture squeezed to 28 x 28, polarity guessed from the border) against the MNIST way
 (data/pictures.py), with the same trained model on the same pictures.
 
-    python benchmarks/robustness_readers.py --model models/cnn.keras --per-kind 1000
+    python -m benchmarks.robustness_readers --model models/cnn.keras --per-kind 1000
 
 The pictures are the robustness stage's: the evaluation split rendered with the seed from
 params.yaml. A last row, "other writers", is a different handwriting set: scikit-learn's own
 copy of the UCI optical digits (1,797 digits by 43 writers, 8 x 8 pixels, no download),
 smoothed up to MNIST's 20-pixel box and photographed like the `paper` kind. Nothing here is
-chosen on these numbers; they are reported.
+chosen on these numbers; they are reported, in reports/benchmarks/robustness_readers.json.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
+from benchmarks.common import write_report
 from digit_recognizer.config import load_params
 from digit_recognizer.data.kaggle_csv import IMAGE_SIDE
 from digit_recognizer.data.robustness import KINDS, png_bytes, read_rendered, render
@@ -90,6 +91,7 @@ def main() -> None:
     print(f"{arguments.model} on {arguments.per_kind} pictures per kind from the {split} split")
     print(f"{'kind':<10} {'before':>8} {'MNIST way':>10}")
     totals: dict[str, list[npt.NDArray[np.bool_]]] = {"before": [], "after": []}
+    per_kind: dict[str, dict[str, float]] = {}
     for kind in KINDS:
         count = min(arguments.per_kind, len(source))
         chosen = np.sort(rng.choice(len(source), size=count, replace=False))
@@ -98,6 +100,7 @@ def main() -> None:
         hits = accuracies(model, pictures, labels)
         for name, right in hits.items():
             totals[name].append(right)
+        per_kind[kind] = {name: round(float(right.mean()), 4) for name, right in hits.items()}
         print(f"{kind:<10} {hits['before'].mean():>8.2%} {hits['after'].mean():>10.2%}")
     overall = {name: float(np.concatenate(right).mean()) for name, right in totals.items()}
     print(f"{'overall':<10} {overall['before']:>8.2%} {overall['after']:>10.2%}")
@@ -108,6 +111,16 @@ def main() -> None:
         f"{'other writers':<10} {hits['before'].mean():>8.2%} {hits['after'].mean():>10.2%}"
         f"  ({len(photos)} photographed optical digits)"
     )
+    results = {
+        "model": str(arguments.model),
+        "split": split,
+        "per_kind": per_kind,
+        "pictures_per_kind": count,
+        "overall": {name: round(value, 4) for name, value in overall.items()},
+        "other_writers": {name: round(float(right.mean()), 4) for name, right in hits.items()},
+        "other_writers_pictures": len(photos),
+    }
+    print(f"written {write_report(Path.cwd(), 'robustness_readers', results)}")
 
 
 if __name__ == "__main__":

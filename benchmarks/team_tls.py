@@ -2,25 +2,26 @@
 one with `server.tls: true` (the default), one with `tls: false`, and the same MLflow client
 calls alternated between them, round after round.
 
-    python benchmarks/team_tls.py --rounds 6 --calls 40
+    python -m benchmarks.team_tls --rounds 6 --calls 40
 
 Each round makes `--calls` authenticated `get_experiment_by_name` requests (the kind a
 pipeline makes hundreds of) against each server in turn; the median per-request time of each
-server over the rounds is printed, and their ratio. Needs PostgreSQL's programs, as
-`make test` does; everything runs in a temporary folder and is stopped afterwards.
+server over the rounds, and their ratio, go to reports/benchmarks/team_tls.json. Needs
+PostgreSQL's programs, as `make test` does; everything runs in a temporary folder and is
+stopped afterwards.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import platform
 import socket
 import statistics
 import tempfile
 import time
 from pathlib import Path
 
+from benchmarks.common import write_report
 from digit_recognizer.config import MlflowConfig, TeamServerConfig
 from digit_recognizer.team import server
 from digit_recognizer.team.state import load_secrets, state_paths
@@ -30,13 +31,6 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
-
-
-def cpu_name() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown CPU"
 
 
 def per_request_ms(config: TeamServerConfig, root: Path, calls: int) -> float:
@@ -88,11 +82,19 @@ def main() -> None:
             for config in configs.values():
                 server.stop(config, root)
     medians = {name: statistics.median(values) for name, values in times.items()}
-    print(f"CPU: {cpu_name()} ({os.cpu_count()} logical CPUs)")
     for name, values in times.items():
         rounds = ", ".join(f"{value:.1f}" for value in values)
         print(f"{name}: median {medians[name]:.1f} ms per request (rounds: {rounds})")
-    print(f"https / http: {medians['https'] / medians['http']:.2f}x")
+    ratio = medians["https"] / medians["http"]
+    print(f"https / http: {ratio:.2f}x")
+    rounded = {name: [round(value, 2) for value in values] for name, values in times.items()}
+    results = {
+        "calls_per_round": arguments.calls,
+        "rounds_ms": rounded,
+        "ratio": round(ratio, 3),
+        "median_ms": {name: round(value, 2) for name, value in medians.items()},
+    }
+    print(f"written {write_report(Path.cwd(), 'team_tls', results)}")
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """What users read of the measurements is what a command wrote: the docs' tables are generated
-from reports/benchmarks/*.json, the README's results and docs/results.md from reports/study.json
-(before any study, the report stage's summary), the README's serving line from the serving
-benchmarks; never typed."""
+from reports/benchmarks/*.json (docs/benchmarks.md lists them all), the README's results and
+docs/results.md from reports/study.json (before any study, the report stage's summary), the
+README's serving line from the serving benchmarks; never typed."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from types import ModuleType
 import pytest
 
 from benchmarks import feedback_loop, hostile, load, monitoring
+from benchmarks import pages as benchmark_pages
 from digit_recognizer.config import load_params
 from digit_recognizer.study.commands import README, pages
 from digit_recognizer.study.pages import README_BEGIN, README_END
@@ -41,6 +42,16 @@ def test_each_benchmark_s_table_shows_its_report(benchmark: ModuleType, page: st
         f"{page} differs from reports/benchmarks/{name}.json: run "
         f"python -m benchmarks.{name} --render"
     )
+
+
+def test_the_benchmarks_page_lists_every_report() -> None:
+    shown = (REPOSITORY / "docs" / "benchmarks.md").read_text(encoding="utf-8")
+    assert shown == benchmark_pages.rendered(REPOSITORY), (
+        "docs/benchmarks.md differs from reports/benchmarks/: run python -m benchmarks.pages"
+    )
+    listed = {benchmark.name for benchmark in benchmark_pages.BENCHMARKS}
+    reports = {path.stem for path in (REPOSITORY / "reports" / "benchmarks").glob("*.json")}
+    assert reports <= listed, f"reports no row shows: {sorted(reports - listed)}"
 
 
 def test_the_readme_s_measured_lines_are_the_benchmarks() -> None:

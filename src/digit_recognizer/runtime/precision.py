@@ -2,7 +2,7 @@
 
 bfloat16 pays only where the CPU multiplies bfloat16 matrices natively (Intel AMX). Measured on
 a 2-core Xeon with AVX-512 bf16 but no AMX, ``mixed_bfloat16`` trained the default CNN at 0.78x
-the images per second of float32 (docs/benchmarks.md, "Training throughput"), so ``auto``
+the images per second of float32 (docs/decisions.md, "training throughput"), so ``auto``
 takes bfloat16 only where AMX is present. Variables stay float32 either way, and the saved
 model is always float32: serving and evaluation do not depend on the training machine.
 """
