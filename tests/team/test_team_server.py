@@ -1,7 +1,8 @@
-"""Team mode on the MLflow side, end to end: the project's own command starts PostgreSQL and
-an authenticated MLflow server over TLS; a teammate on a second machine (a network namespace,
-when the tests run as root) runs the pipeline against it, promotes, rolls back and serves;
-promotions from the two machines are serialised by the lock they share; everything stops."""
+"""Team mode on the MLflow side, end to end, as steps that share one server: the project's own
+command starts PostgreSQL and an authenticated MLflow server over TLS; a teammate on a second
+machine (a network namespace, when the tests run as root) runs the pipeline against it,
+promotes, rolls back and serves; promotions from the two machines are serialised by the lock
+they share; everything stops."""
 
 from __future__ import annotations
 
@@ -296,362 +297,436 @@ with psycopg.connect(sys.stdin.read(), autocommit=True) as connection:
 """
 
 
-@pytest.mark.slow
-def test_a_teammate_on_another_machine_runs_promotes_and_serves_through_the_team_server(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    with two_machines() as machines, server_account_let_through():
-        team_server_from_two_machines(machines, tmp_path, monkeypatch)
+@dataclass
+class TeamScenario:
+    """One team server, its users' settings and a teammate's `dvc repro` against it: what the
+    steps below share, in the order they are written."""
+
+    machines: Machines
+    folder: Path  # the users' homes and the colleague's copy go here
+    state: Path
+    project: Path
+    teammate: Path
+    environment: dict[str, str]
+    params: dict[str, Any]
+    uri: str
+    started: str
+    keys: dict[str, str]
+    editor: dict[str, str]
+    reader: dict[str, str]
+    admin: dict[str, str]
+    repro_output: str
 
 
-def team_server_from_two_machines(
-    machines: Machines, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+# The steps share one server on one worker, in file order (xdist sends a group to one worker).
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("team_server")]
+
+
+@pytest.fixture(scope="module")
+def team(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TeamScenario]:
     # given a project whose params put the team server on this machine's address (on every
     # address with a namespace, as the README says), and a state folder that PostgreSQL's own
     # user can reach when the tests run as root
-    state = Path(tempfile.mkdtemp(prefix="digits-team-server-", dir="/tmp"))
-    state.chmod(0o711)
-    project = tmp_path / "project"
-    project.mkdir()
-    environment = git_copy_with_tiny_data(project, labelled_test=True)
-    del environment["MLFLOW_TRACKING_URI"]
-    params = yaml.safe_load((project / "params.yaml").read_text())
-    params["server"].update(state_dir=str(state), port=free_port(), database_port=free_port())
-    if machines.namespace:
-        params["server"].update(
-            host="0.0.0.0",
-            address=machines.server_address,
-            database_host="0.0.0.0",
-            allowed_networks=[NETWORK],
-        )
-    params["serve"]["host"] = machines.teammate_address  # the teammate serves on their machine
-    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    commit_all(project, environment, "team server on free ports")
-    uri = f"https://{machines.server_address}:{params['server']['port']}"
-    try:
-        # when the project's command starts the server, and the admin adds two users
-        started = run(["digits", "server", "start"], project, environment)
-        assert uri in started
-        assert oct((state / "secrets.json").stat().st_mode)[-3:] == "600"
-        run(["digits", "server", "add-user", "ana", "--permission", "edit"], project, environment)
-        run(["digits", "server", "add-user", "rui", "--permission", "read"], project, environment)
-        # and each settings file is all its user gets, sourced on their own machine
-        editor = sourced(state / "ana.env", tmp_path / "ana-home")
-        reader = sourced(state / "rui.env", tmp_path / "rui-home")
-        admin = sourced(state / "admin.env", tmp_path / "admin-home")
-        assert editor["MLFLOW_TRACKING_URI"] == uri and Path(
-            editor["MLFLOW_TRACKING_SERVER_CERT_PATH"]
-        ).is_relative_to(tmp_path / "ana-home"), "the authority saved in the user's home"
-        assert admin["MLFLOW_TRACKING_PASSWORD"] != "password1234", "never MLflow's old default"
-        assert LOCK_URL_VARIABLE in editor and LOCK_URL_VARIABLE not in reader
-        assert "postgresql://" not in (state / "rui.env").read_text(), (
-            "a read user's settings hold no database credentials"
-        )
-        keys = json.loads((state / "secrets.json").read_text())
-        assert keys["database_password"] not in (state / "ana.env").read_text(), (
-            "nobody gets the backend store's credentials"
-        )
-
-        # then no password is in any process's arguments (what ps shows every local user)
-        secrets = {**keys, "ana": editor["MLFLOW_TRACKING_PASSWORD"]}
-        secrets["rui"] = reader["MLFLOW_TRACKING_PASSWORD"]
-        for arguments in Path("/proc").glob("[0-9]*/cmdline"):
-            try:
-                shown = arguments.read_bytes().replace(b"\0", b" ").decode(errors="replace")
-            except OSError:
-                continue  # the process ended
-            for name, value in secrets.items():
-                assert value not in shown, f"{name} in the arguments of {arguments.parent.name}"
-        # and from the teammate's machine the server answers over TLS only, strangers get 401,
-        # and PostgreSQL admits the lock role over SSL only
-        probed = json.loads(
-            run(
-                machines.teammate(
-                    [
-                        sys.executable,
-                        "-c",
-                        PROBE,
-                        uri,
-                        editor["MLFLOW_TRACKING_SERVER_CERT_PATH"],
-                        editor[LOCK_URL_VARIABLE],
-                    ]
-                ),
-                tmp_path,
-                editor,
+    folder = tmp_path_factory.mktemp("team")
+    with two_machines() as machines, server_account_let_through():
+        state = Path(tempfile.mkdtemp(prefix="digits-team-server-", dir="/tmp"))
+        state.chmod(0o711)
+        project = folder / "project"
+        project.mkdir()
+        environment = git_copy_with_tiny_data(project, labelled_test=True)
+        del environment["MLFLOW_TRACKING_URI"]
+        params = yaml.safe_load((project / "params.yaml").read_text())
+        params["server"].update(state_dir=str(state), port=free_port(), database_port=free_port())
+        if machines.namespace:
+            params["server"].update(
+                host="0.0.0.0",
+                address=machines.server_address,
+                database_host="0.0.0.0",
+                allowed_networks=[NETWORK],
             )
+        params["serve"]["host"] = machines.teammate_address  # the teammate serves on their machine
+        (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+        commit_all(project, environment, "team server on free ports")
+        try:
+            # when the project's command starts the server, and the admin adds two users
+            started = run(["digits", "server", "start"], project, environment)
+            run(
+                ["digits", "server", "add-user", "ana", "--permission", "edit"],
+                project,
+                environment,
+            )
+            run(
+                ["digits", "server", "add-user", "rui", "--permission", "read"],
+                project,
+                environment,
+            )
+            # and each settings file is all its user gets, sourced on their own machine
+            editor = sourced(state / "ana.env", folder / "ana-home")
+            # and the teammate, on their machine, runs the whole pipeline against the server
+            teammate = folder / "teammate"
+            shutil.copytree(project, teammate, symlinks=True)
+            repro_output = run(machines.teammate(["dvc", "repro"]), teammate, editor)
+            yield TeamScenario(
+                machines=machines,
+                folder=folder,
+                state=state,
+                project=project,
+                teammate=teammate,
+                environment=environment,
+                params=params,
+                uri=f"https://{machines.server_address}:{params['server']['port']}",
+                started=started,
+                keys=json.loads((state / "secrets.json").read_text()),
+                editor=editor,
+                reader=sourced(state / "rui.env", folder / "rui-home"),
+                admin=sourced(state / "admin.env", folder / "admin-home"),
+                repro_output=repro_output,
+            )
+        finally:
+            # the last step stops it and checks; this stops it when a step before failed
+            subprocess.run(
+                ["digits", "server", "stop"], cwd=project, env=environment, capture_output=True
+            )
+            shutil.rmtree(state, ignore_errors=True)
+
+
+def test_each_user_gets_their_settings_and_no_secret_shows_in_any_process(
+    team: TeamScenario,
+) -> None:
+    editor, reader, admin, state = team.editor, team.reader, team.admin, team.state
+    assert team.uri in team.started
+    assert oct((state / "secrets.json").stat().st_mode)[-3:] == "600"
+    assert editor["MLFLOW_TRACKING_URI"] == team.uri and Path(
+        editor["MLFLOW_TRACKING_SERVER_CERT_PATH"]
+    ).is_relative_to(team.folder / "ana-home"), "the authority saved in the user's home"
+    assert admin["MLFLOW_TRACKING_PASSWORD"] != "password1234", "never MLflow's old default"
+    assert LOCK_URL_VARIABLE in editor and LOCK_URL_VARIABLE not in reader
+    assert "postgresql://" not in (state / "rui.env").read_text(), (
+        "a read user's settings hold no database credentials"
+    )
+    assert team.keys["database_password"] not in (state / "ana.env").read_text(), (
+        "nobody gets the backend store's credentials"
+    )
+    # then no password is in any process's arguments (what ps shows every local user)
+    secrets = {**team.keys, "ana": editor["MLFLOW_TRACKING_PASSWORD"]}
+    secrets["rui"] = reader["MLFLOW_TRACKING_PASSWORD"]
+    for arguments in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            shown = arguments.read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue  # the process ended
+        for name, value in secrets.items():
+            assert value not in shown, f"{name} in the arguments of {arguments.parent.name}"
+    # and a user name that is not a plain name is refused before anything is written
+    refused = subprocess.run(
+        ["digits", "server", "add-user", "../x"],
+        cwd=team.project,
+        env=team.environment,
+        capture_output=True,
+        text=True,
+    )
+    assert refused.returncode == 2 and "a user name is a letter" in refused.stderr
+    assert not list(state.parent.glob("x.env")) and not (state / "../x.env").exists()
+
+
+def test_from_another_machine_the_server_answers_over_tls_only(team: TeamScenario) -> None:
+    # when the teammate's machine probes: then the server answers over TLS only, strangers get
+    # 401, and PostgreSQL admits the lock role over SSL only
+    editor = team.editor
+    probed = json.loads(
+        run(
+            team.machines.teammate(
+                [
+                    sys.executable,
+                    "-c",
+                    PROBE,
+                    team.uri,
+                    editor["MLFLOW_TRACKING_SERVER_CERT_PATH"],
+                    editor[LOCK_URL_VARIABLE],
+                ]
+            ),
+            team.folder,
+            editor,
         )
-        assert probed["https"] == 200 and probed["stranger"] == 401, probed
-        assert probed["clear_http"] not in (200, 401), "no answer in clear text"
-        assert probed["verify-full"] == "connected", probed
-        assert probed["temporary_table"] == "InsufficientPrivilege", "the lock role only locks"
-        assert urlsplit(editor[LOCK_URL_VARIABLE]).username == "digits_lock_ana", "ana's own"
-        if machines.namespace:  # loopback may connect without SSL; other machines may not
-            assert "no encryption" in probed["disable"], probed
-        # and a user name that is not a plain name is refused before anything is written
-        refused = subprocess.run(
-            ["digits", "server", "add-user", "../x"],
-            cwd=project,
-            env=environment,
+    )
+    assert probed["https"] == 200 and probed["stranger"] == 401, probed
+    assert probed["clear_http"] not in (200, 401), "no answer in clear text"
+    assert probed["verify-full"] == "connected", probed
+    assert probed["temporary_table"] == "InsufficientPrivilege", "the lock role only locks"
+    assert urlsplit(editor[LOCK_URL_VARIABLE]).username == "digits_lock_ana", "ana's own"
+    if team.machines.namespace:  # loopback may connect without SSL; other machines may not
+        assert "no encryption" in probed["disable"], probed
+
+
+def test_the_teammate_s_pipeline_lands_on_the_server(team: TeamScenario) -> None:
+    uri, reader = team.uri, team.reader
+    assert ran_stages(team.repro_output) == set(STAGES)
+    # then the server holds the runs, the nested trials, the artifacts and the versions
+    status, experiment = api(uri, "GET", f"experiments/get-by-name?experiment_name={MODEL}", reader)
+    assert status == 200
+    experiment_id = experiment["experiment"]["experiment_id"]
+    every_run = search_runs(uri, reader, experiment_id, "")
+    assert {"prepare", "tune", "train", "evaluate", "baselines"} <= {
+        tag(found, "stage") for found in every_run
+    }
+    assert {found["info"]["status"] for found in every_run} == {"FINISHED"}, "none RUNNING"
+    searches = [
+        found
+        for found in search_runs(uri, reader, experiment_id, "tags.stage = 'tune'")
+        if tag(found, "mlflow.parentRunId") is None
+    ]
+    for search in searches:
+        trials = search_runs(
+            uri, reader, experiment_id, f"tags.mlflow.parentRunId = '{search['info']['run_id']}'"
+        )
+        assert trials, f"no nested trial runs under {tag(search, 'family')}'s search"
+    train_runs = search_runs(uri, reader, experiment_id, "tags.stage = 'train'")
+    assert all(
+        found["info"]["artifact_uri"].startswith("mlflow-artifacts:") for found in train_runs
+    )
+    assert list((team.state / "artifacts").rglob("MLmodel")), "artifacts went through the server"
+    assert not (team.teammate / "mlruns").exists() and not (team.teammate / "mlflow.db").exists()
+    status, versions = api(uri, "GET", f"model-versions/search?filter=name='{MODEL}'", reader)
+    assert status == 200 and len(versions["model_versions"]) == 2
+
+
+def test_the_server_runs_unprivileged_and_its_files_are_its_own(team: TeamScenario) -> None:
+    # then the state folder is the owner's alone: no file another account could read
+    assert_owner_only(team.state)
+    # and no process of the server runs as root: started by root, it runs as its account
+    server = psutil.Process(int((team.state / "mlflow.pid").read_text()))
+    owners = {process.username() for process in [server, *server.children(recursive=True)]}
+    assert owners == ({"digits"} if os.geteuid() == 0 else {getpass.getuser()}), owners
+    # and MLflow's store logs in as a role that owns its database, never as the superuser
+    superuser = (
+        f"postgresql://digits:{team.keys['database_password']}@127.0.0.1:"
+        f"{team.params['server']['database_port']}/postgres?sslmode=disable"
+    )
+    sessions = json.loads(
+        subprocess.run(
+            [sys.executable, "-c", SESSIONS],
+            input=superuser,  # not an argument: ps would show the password
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    )
+    assert sessions["store_is_superuser"] is False, sessions
+    assert "digits_store" in sessions["on_mlflow"], sessions
+    assert all(
+        role == "digits_store" or role.startswith("digits_lock_") for role in sessions["on_mlflow"]
+    ), sessions
+    assert sessions["database_owner"] == "digits_store", sessions
+
+
+def test_a_read_user_may_look_but_writes_nothing(team: TeamScenario) -> None:
+    uri, reader = team.uri, team.reader
+    champion = model_champion(uri, reader)
+    experiment_id = api(uri, "GET", f"experiments/get-by-name?experiment_name={MODEL}", reader)[1][
+        "experiment"
+    ]["experiment_id"]
+    run_id = search_runs(uri, reader, experiment_id, "")[0]["info"]["run_id"]
+    writes = [
+        ("experiments/create", {"name": "rui's"}),
+        ("runs/create", {"experiment_id": experiment_id}),
+        ("runs/set-tag", {"run_id": run_id, "key": "k", "value": "v"}),
+        ("runs/log-metric", {"run_id": run_id, "key": "m", "value": 1, "timestamp": 1}),
+        ("runs/delete", {"run_id": run_id}),
+        ("registered-models/alias", {"name": MODEL, "alias": "champion", "version": "1"}),
+        ("registered-models/set-tag", {"name": MODEL, "key": "k", "value": "v"}),
+        ("model-versions/set-tag", {"name": MODEL, "version": "1", "key": "k", "value": "v"}),
+    ]
+    for path, body in writes:
+        assert api(uri, "POST", path, reader, body)[0] == 403, path
+    for path, body in [
+        ("registered-models/alias", {"name": MODEL, "alias": "champion"}),
+        ("model-versions/delete", {"name": MODEL, "version": "1"}),
+        ("registered-models/delete", {"name": MODEL}),
+    ]:
+        assert api(uri, "DELETE", path, reader, body)[0] == 403, path
+    assert model_champion(uri, reader) == champion
+
+
+def test_the_registry_commands_work_from_the_teammate_s_machine(team: TeamScenario) -> None:
+    teammate, editor = team.teammate, team.editor
+    champion = model_champion(team.uri, team.reader)
+    registry = run(team.machines.teammate(["digits", "registry"]), teammate, editor)
+    assert f"{champion}" in registry
+    assert team.uri in run(team.machines.teammate(["digits", "ui"]), teammate, editor)
+    predict = ["digits", "predict", "--input", "data/test.csv", "--output", "p.csv"]
+    run(team.machines.teammate(predict), teammate, editor)
+
+
+def test_promotions_from_two_machines_wait_for_one_lock_and_roll_back(
+    team: TeamScenario, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    machines, teammate, editor, admin = team.machines, team.teammate, team.editor, team.admin
+    uri, reader = team.uri, team.reader
+    champion = model_champion(uri, reader)
+    # given a colleague on the server's machine with the teammate's results, and two more
+    # versions to promote
+    colleague = team.folder / "colleague"
+    shutil.copytree(teammate, colleague, symlinks=True)
+    for name in (
+        "MLFLOW_TRACKING_URI",
+        "MLFLOW_TRACKING_USERNAME",
+        "MLFLOW_TRACKING_PASSWORD",
+        "MLFLOW_TRACKING_SERVER_CERT_PATH",
+    ):
+        monkeypatch.setenv(name, admin[name])
+    extra = [register_candidate(colleague, "ann", range(step)).version for step in (1, 2)]
+    assert extra == ["3", "4"]
+    promote_three = ["promote", "--version", "3", "--force"]
+    lock_name = f"digit-recognizer/registry/{MODEL}"
+    # when the colleague holds the shared lock, a promotion from the teammate's machine
+    # waits, and one with a short timeout gives up naming the holder
+    with advisory_lock(admin[LOCK_URL_VARIABLE], lock_name, 60):
+        short = yaml.safe_load((teammate / "params.yaml").read_text())
+        short["promote"]["lock_timeout_seconds"] = 2.0
+        (teammate / "short-wait.yaml").write_text(yaml.safe_dump(short))
+        impatient = subprocess.run(
+            machines.teammate(["digits", "--params", "short-wait.yaml", *promote_three]),
+            cwd=teammate,
+            env=editor,
             capture_output=True,
             text=True,
         )
-        assert refused.returncode == 2 and "a user name is a letter" in refused.stderr
-        assert not list(state.parent.glob("x.env")) and not (state / "../x.env").exists()
-
-        # when the teammate, on their machine, runs the whole pipeline against the server
-        teammate = tmp_path / "teammate"
-        shutil.copytree(project, teammate, symlinks=True)
-        output = run(machines.teammate(["dvc", "repro"]), teammate, editor)
-        assert ran_stages(output) == set(STAGES)
-
-        # then the server holds the runs, the nested trials, the artifacts and the versions
-        status, experiment = api(
-            uri, "GET", f"experiments/get-by-name?experiment_name={MODEL}", reader
-        )
-        assert status == 200
-        experiment_id = experiment["experiment"]["experiment_id"]
-        every_run = search_runs(uri, reader, experiment_id, "")
-        assert {"prepare", "tune", "train", "evaluate", "baselines"} <= {
-            tag(found, "stage") for found in every_run
-        }
-        assert {found["info"]["status"] for found in every_run} == {"FINISHED"}, "none RUNNING"
-        searches = [
-            found
-            for found in search_runs(uri, reader, experiment_id, "tags.stage = 'tune'")
-            if tag(found, "mlflow.parentRunId") is None
-        ]
-        for search in searches:
-            trials = search_runs(
-                uri,
-                reader,
-                experiment_id,
-                f"tags.mlflow.parentRunId = '{search['info']['run_id']}'",
-            )
-            assert trials, f"no nested trial runs under {tag(search, 'family')}'s search"
-        train_runs = search_runs(uri, reader, experiment_id, "tags.stage = 'train'")
-        assert all(
-            found["info"]["artifact_uri"].startswith("mlflow-artifacts:") for found in train_runs
-        )
-        assert list((state / "artifacts").rglob("MLmodel")), "artifacts went through the server"
-        # and the state folder is the owner's alone: no file another account could read
-        assert_owner_only(state)
-        # and no process of the server runs as root: started by root, it runs as its account
-        server = psutil.Process(int((state / "mlflow.pid").read_text()))
-        owners = {process.username() for process in [server, *server.children(recursive=True)]}
-        assert owners == ({"digits"} if os.geteuid() == 0 else {getpass.getuser()}), owners
-        # and MLflow's store logs in as a role that owns its database, never as the superuser
-        superuser = (
-            f"postgresql://digits:{keys['database_password']}@127.0.0.1:"
-            f"{params['server']['database_port']}/postgres?sslmode=disable"
-        )
-        sessions = json.loads(
-            subprocess.run(
-                [sys.executable, "-c", SESSIONS],
-                input=superuser,  # not an argument: ps would show the password
-                capture_output=True,
-                text=True,
-                check=True,
-            ).stdout
-        )
-        assert sessions["store_is_superuser"] is False, sessions
-        assert "digits_store" in sessions["on_mlflow"], sessions
-        assert all(
-            role == "digits_store" or role.startswith("digits_lock_")
-            for role in sessions["on_mlflow"]
-        ), sessions
-        assert sessions["database_owner"] == "digits_store", sessions
-        assert not (teammate / "mlruns").exists() and not (teammate / "mlflow.db").exists()
-        status, versions = api(uri, "GET", f"model-versions/search?filter=name='{MODEL}'", reader)
-        assert status == 200 and len(versions["model_versions"]) == 2
-        champion = model_champion(uri, reader)
-
-        # and a read-only user may look but writes nothing
-        run_id = every_run[0]["info"]["run_id"]
-        writes = [
-            ("experiments/create", {"name": "rui's"}),
-            ("runs/create", {"experiment_id": experiment_id}),
-            ("runs/set-tag", {"run_id": run_id, "key": "k", "value": "v"}),
-            ("runs/log-metric", {"run_id": run_id, "key": "m", "value": 1, "timestamp": 1}),
-            ("runs/delete", {"run_id": run_id}),
-            ("registered-models/alias", {"name": MODEL, "alias": "champion", "version": "1"}),
-            ("registered-models/set-tag", {"name": MODEL, "key": "k", "value": "v"}),
-            ("model-versions/set-tag", {"name": MODEL, "version": "1", "key": "k", "value": "v"}),
-        ]
-        for path, body in writes:
-            assert api(uri, "POST", path, reader, body)[0] == 403, path
-        for path, body in [
-            ("registered-models/alias", {"name": MODEL, "alias": "champion"}),
-            ("model-versions/delete", {"name": MODEL, "version": "1"}),
-            ("registered-models/delete", {"name": MODEL}),
-        ]:
-            assert api(uri, "DELETE", path, reader, body)[0] == 403, path
-        assert model_champion(uri, reader) == champion
-
-        # and the registry commands work from the teammate's machine
-        assert f"{champion}" in run(machines.teammate(["digits", "registry"]), teammate, editor)
-        assert uri in run(machines.teammate(["digits", "ui"]), teammate, editor)
-        predict = ["digits", "predict", "--input", "data/test.csv", "--output", "p.csv"]
-        run(machines.teammate(predict), teammate, editor)
-
-        # given a colleague on the server's machine with the teammate's results, and two more
-        # versions to promote
-        colleague = tmp_path / "colleague"
-        shutil.copytree(teammate, colleague, symlinks=True)
-        for name in (
-            "MLFLOW_TRACKING_URI",
-            "MLFLOW_TRACKING_USERNAME",
-            "MLFLOW_TRACKING_PASSWORD",
-            "MLFLOW_TRACKING_SERVER_CERT_PATH",
-        ):
-            monkeypatch.setenv(name, admin[name])
-        extra = [register_candidate(colleague, "ann", range(step)).version for step in (1, 2)]
-        assert extra == ["3", "4"]
-        promote_three = ["promote", "--version", "3", "--force"]
-        lock_name = f"digit-recognizer/registry/{MODEL}"
-        # when the colleague holds the shared lock, a promotion from the teammate's machine
-        # waits, and one with a short timeout gives up naming the holder
-        with advisory_lock(admin[LOCK_URL_VARIABLE], lock_name, 60):
-            short = yaml.safe_load((teammate / "params.yaml").read_text())
-            short["promote"]["lock_timeout_seconds"] = 2.0
-            (teammate / "short-wait.yaml").write_text(yaml.safe_dump(short))
-            impatient = subprocess.run(
-                machines.teammate(["digits", "--params", "short-wait.yaml", *promote_three]),
-                cwd=teammate,
-                env=editor,
-                capture_output=True,
-                text=True,
-            )
-            assert impatient.returncode == 2, impatient.stderr
-            assert impatient.stderr.count("\n") == 1, impatient.stderr
-            holder = f"held by admin@{socket.gethostname()} pid {os.getpid()}"
-            assert holder in impatient.stderr, impatient.stderr
-            waiting = subprocess.Popen(
-                machines.teammate(["digits", *promote_three]),
-                cwd=teammate,
-                env=editor,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.PIPE,
-                text=True,
-            )
-            assert advisory_lock_waiters(admin[LOCK_URL_VARIABLE], seconds=120) == 1
-            assert waiting.poll() is None, "the promotion did not wait for the lock"
-            # and the teammate's lock role cannot end the holder's session to take the lock
-            ended = subprocess.run(
-                machines.teammate([sys.executable, "-c", TERMINATE]),
-                input=editor[LOCK_URL_VARIABLE],
-                capture_output=True,
-                text=True,
-                check=True,
-            )
-            assert ended.stdout.strip() == "refused", ended.stdout
-            assert model_champion(uri, reader) == champion, "nothing moved while it waited"
-        waiting_error = waiting.communicate(timeout=300)[1]
-        assert waiting.returncode == 0, waiting_error
-        # and promotions from the two machines race
-        racing = [
-            subprocess.Popen(
-                command,
-                cwd=folder,
-                env=settings,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.PIPE,
-                text=True,
-            )
-            for command, folder, settings in (
-                (
-                    machines.teammate(["digits", "promote", "--version", "4", "--force"]),
-                    teammate,
-                    editor,
-                ),
-                (
-                    ["digits", "promote", "--version", "1", "--force"],
-                    colleague,
-                    {**environment, **admin},
-                ),
-            )
-        ]
-        errors = [process.communicate(timeout=300)[1] for process in racing]
-        assert [process.returncode for process in racing] == [0, 0], errors
-
-        # then the history holds every promotion and agrees with the alias
-        history = champion_history(uri, reader)
-        assert history[0] == champion and history[1] == "3"
-        assert sorted(history[2:]) == ["1", "4"], history
-        assert model_champion(uri, reader) == history[-1]
-        # when the teammate rolls back, then the champion before the last is back
-        run(machines.teammate(["digits", "rollback"]), teammate, editor)
-        assert model_champion(uri, reader) == history[-2]
-        # and the teammate serves the champion on their machine, loaded through the server
-        port = free_port()
-        served = subprocess.Popen(
-            machines.teammate(["digits", "serve", "--port", str(port)]),
+        assert impatient.returncode == 2, impatient.stderr
+        assert impatient.stderr.count("\n") == 1, impatient.stderr
+        holder = f"held by admin@{socket.gethostname()} pid {os.getpid()}"
+        assert holder in impatient.stderr, impatient.stderr
+        waiting = subprocess.Popen(
+            machines.teammate(["digits", *promote_three]),
             cwd=teammate,
             env=editor,
             stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
+            stderr=subprocess.PIPE,
+            text=True,
         )
-        served_at = f"http://{machines.teammate_address}:{port}"
-        try:
-            answer = wait_for_json(f"{served_at}/model", served)
-            assert answer["version"] == history[-2], answer
-            # and its answers and a correction go to the team's prediction log
-            answered = urllib.request.urlopen(
-                urllib.request.Request(
-                    f"{served_at}/invocations",
-                    data=json.dumps({"inputs": [[0] * 784, [255] * 784]}).encode(),
-                    headers={"Content-Type": "application/json"},
-                ),
-                timeout=60,
-            )
-            identifiers = answered.headers["X-Prediction-Id"].split(",")
-            corrected = urllib.request.urlopen(
-                urllib.request.Request(
-                    f"{served_at}/feedback",
-                    data=json.dumps({"prediction_id": identifiers[0], "label": 3}).encode(),
-                    headers={"Content-Type": "application/json"},
-                ),
-                timeout=60,
-            )
-            assert corrected.status == 204
-        finally:
-            os.killpg(served.pid, signal.SIGTERM)  # flushes the log's queue
-            served.wait(timeout=30)
-        # then the log holds them, read over SSL with the teammate's own settings, and the
-        # writer role may read and add, never delete
-        logged = json.loads(
-            subprocess.run(
-                machines.teammate([sys.executable, "-c", LOGGED, *identifiers]),
-                cwd=teammate,
-                env=editor,
-                capture_output=True,
-                text=True,
-                check=True,
-            ).stdout
+        assert advisory_lock_waiters(admin[LOCK_URL_VARIABLE], seconds=120) == 1
+        assert waiting.poll() is None, "the promotion did not wait for the lock"
+        # and the teammate's lock role cannot end the holder's session to take the lock
+        ended = subprocess.run(
+            machines.teammate([sys.executable, "-c", TERMINATE]),
+            input=editor[LOCK_URL_VARIABLE],
+            capture_output=True,
+            text=True,
+            check=True,
         )
-        assert logged["known"] == sorted(identifiers), logged
-        assert logged["corrections"] == {identifiers[0]: 3}, logged
-        assert logged["versions"] == [history[-2]], logged
-        assert logged["delete"] == "refused" and logged["retention"] is None, logged
-        assert logged["ssl"] is True, logged
-        assert PREDICTION_LOG_URL_VARIABLE not in reader, "a read user writes no log"
-        assert urlsplit(admin[PREDICTION_LOG_URL_VARIABLE]).username == "digits_log_owner"
-    finally:
-        # when the server stops, then nothing runs, and clients fail in one line naming it
-        stopped = run(["digits", "server", "stop"], project, environment)
-    assert "mlflow server" in stopped and "PostgreSQL" in stopped
-    assert "stopped" in run(["digits", "server", "status"], project, environment)
-    offline = subprocess.run(
-        machines.teammate(["digits", "registry"]),
+        assert ended.stdout.strip() == "refused", ended.stdout
+        assert model_champion(uri, reader) == champion, "nothing moved while it waited"
+    waiting_error = waiting.communicate(timeout=300)[1]
+    assert waiting.returncode == 0, waiting_error
+    # and promotions from the two machines race
+    racing = [
+        subprocess.Popen(
+            command,
+            cwd=folder,
+            env=settings,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for command, folder, settings in (
+            (
+                machines.teammate(["digits", "promote", "--version", "4", "--force"]),
+                teammate,
+                editor,
+            ),
+            (
+                ["digits", "promote", "--version", "1", "--force"],
+                colleague,
+                {**team.environment, **admin},
+            ),
+        )
+    ]
+    errors = [process.communicate(timeout=300)[1] for process in racing]
+    assert [process.returncode for process in racing] == [0, 0], errors
+
+    # then the history holds every promotion and agrees with the alias
+    history = champion_history(uri, reader)
+    assert history[0] == champion and history[1] == "3"
+    assert sorted(history[2:]) == ["1", "4"], history
+    assert model_champion(uri, reader) == history[-1]
+    # when the teammate rolls back, then the champion before the last is back
+    run(machines.teammate(["digits", "rollback"]), teammate, editor)
+    assert model_champion(uri, reader) == history[-2]
+
+
+def test_the_teammate_serves_the_champion_and_logs_to_the_team_s_log(team: TeamScenario) -> None:
+    machines, teammate, editor = team.machines, team.teammate, team.editor
+    champion = model_champion(team.uri, team.reader)
+    # when the teammate serves the champion on their machine, loaded through the server
+    port = free_port()
+    served = subprocess.Popen(
+        machines.teammate(["digits", "serve", "--port", str(port)]),
         cwd=teammate,
-        env={**editor, "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0"},
+        env=editor,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    served_at = f"http://{machines.teammate_address}:{port}"
+    try:
+        answer = wait_for_json(f"{served_at}/model", served)
+        assert answer["version"] == champion, answer
+        # and its answers and a correction go to the team's prediction log
+        answered = urllib.request.urlopen(
+            urllib.request.Request(
+                f"{served_at}/invocations",
+                data=json.dumps({"inputs": [[0] * 784, [255] * 784]}).encode(),
+                headers={"Content-Type": "application/json"},
+            ),
+            timeout=60,
+        )
+        identifiers = answered.headers["X-Prediction-Id"].split(",")
+        corrected = urllib.request.urlopen(
+            urllib.request.Request(
+                f"{served_at}/feedback",
+                data=json.dumps({"prediction_id": identifiers[0], "label": 3}).encode(),
+                headers={"Content-Type": "application/json"},
+            ),
+            timeout=60,
+        )
+        assert corrected.status == 204
+    finally:
+        os.killpg(served.pid, signal.SIGTERM)  # flushes the log's queue
+        served.wait(timeout=30)
+    # then the log holds them, read over SSL with the teammate's own settings, and the
+    # writer role may read and add, never delete
+    logged = json.loads(
+        subprocess.run(
+            machines.teammate([sys.executable, "-c", LOGGED, *identifiers]),
+            cwd=teammate,
+            env=editor,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    )
+    assert logged["known"] == sorted(identifiers), logged
+    assert logged["corrections"] == {identifiers[0]: 3}, logged
+    assert logged["versions"] == [champion], logged
+    assert logged["delete"] == "refused" and logged["retention"] is None, logged
+    assert logged["ssl"] is True, logged
+    assert PREDICTION_LOG_URL_VARIABLE not in team.reader, "a read user writes no log"
+    assert urlsplit(team.admin[PREDICTION_LOG_URL_VARIABLE]).username == "digits_log_owner"
+
+
+def test_when_the_server_stops_clients_fail_in_one_line_naming_it(team: TeamScenario) -> None:
+    # when the server stops, then nothing runs, and clients fail in one line naming it
+    stopped = run(["digits", "server", "stop"], team.project, team.environment)
+    assert "mlflow server" in stopped and "PostgreSQL" in stopped
+    assert "stopped" in run(["digits", "server", "status"], team.project, team.environment)
+    offline = subprocess.run(
+        team.machines.teammate(["digits", "registry"]),
+        cwd=team.teammate,
+        env={**team.editor, "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0"},
         capture_output=True,
         text=True,
     )
     assert offline.returncode == 2 and offline.stderr.count("\n") == 1, offline.stderr
-    assert uri in offline.stderr and "unreachable" in offline.stderr
-    shutil.rmtree(state, ignore_errors=True)
+    assert team.uri in offline.stderr and "unreachable" in offline.stderr
 
 
 def assert_owner_only(state: Path) -> None:
