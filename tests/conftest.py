@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from _pytest.nodeid import NodeId
 
 from tests.helpers.project import (
     REPOSITORY,
@@ -23,8 +24,7 @@ from tests.helpers.project import (
 GROUPS = ("code", "data", "model", "e2e", "team")
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist reads the xdist_group markers
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
         group = item.path.parent.name
         if group not in GROUPS:
@@ -33,6 +33,18 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         # one worker builds the reproduced project (minutes) and runs every test that reads it
         if "reproduced" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.xdist_group("reproduced"))
+    if hasattr(config, "workerinput") and config.getvalue("loadgroup"):
+        for item in items:
+            name_group(item)
+
+
+def name_group(item: pytest.Item) -> None:
+    """Put a grouped test's group in its node id, which --dist loadgroup schedules by: xdist 3.8
+    writes that suffix to ``_nodeid``, an attribute pytest 9 no longer reads, so no test was
+    grouped."""
+    groups = sorted({str(mark.args[0]) for mark in item.iter_markers("xdist_group")})
+    if groups and "@" not in item.nodeid:
+        item._id = NodeId.parse(f"{item.nodeid}@{'_'.join(groups)}")
 
 
 @pytest.fixture(scope="session")
