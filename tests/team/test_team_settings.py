@@ -1,9 +1,14 @@
 """Team mode's rules that need no server: the address users reach, clear text refused, the
 lock never on the store's credentials, the certificate, PostgreSQL's client rules, and the
-settings file a user sources on another machine."""
+settings file a user sources on another machine, and the server's account told in one line
+what it cannot reach."""
 
 from __future__ import annotations
 
+import os
+import pwd
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -11,6 +16,7 @@ from cryptography import x509
 
 from digit_recognizer.config import TeamServerConfig
 from digit_recognizer.errors import UserError
+from digit_recognizer.team.account import ServerAccount, check_can_run
 from digit_recognizer.team.postgres import _client_rules, user_url
 from digit_recognizer.team.roles import lock_role_of
 from digit_recognizer.team.server import _existing_database
@@ -215,3 +221,18 @@ def test_certificate_paths_with_spaces_reach_uvicorn_whole(tmp_path: Path) -> No
         "--ssl-keyfile",
         str(folder / "server.key"),
     ]
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="switching to another account needs root")
+def test_an_account_that_cannot_reach_this_python_is_told_so_in_one_line() -> None:
+    # given an account outside the private folder this Python lives in (pyenv under /root)
+    nobody = pwd.getpwnam("nobody")
+    account = ServerAccount("nobody", nobody.pw_uid, nobody.pw_gid)
+    probe = ["runuser", "-u", "nobody", "--", "test", "-x", sys.executable]
+    if subprocess.run(probe, check=False).returncode == 0:
+        pytest.skip(f"{sys.executable} is within nobody's reach on this machine")
+    # when the server is about to run as it, then one line says what to do, no traceback
+    with pytest.raises(UserError) as refused:
+        check_can_run(account, dict(os.environ), [])
+    message = str(refused.value)
+    assert "nobody cannot run" in message and "setfacl" in message and "\n" not in message

@@ -59,22 +59,26 @@ def server_account(name: str) -> ServerAccount | None:
 def check_can_run(account: ServerAccount, environment: dict[str, str], files: list[Path]) -> None:
     """The account runs this Python, imports the server's code and reads ``files``; or a
     one-line error saying what stops it."""
-    checked = subprocess.run(
-        [sys.executable, "-c", _CAN_RUN, *map(str, files)],
-        user=account.uid,
-        group=account.gid,
-        extra_groups=[],
-        cwd="/",
-        env=environment,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if checked.returncode != 0:
-        lines = checked.stderr.strip().splitlines()
+    try:
+        checked = subprocess.run(
+            [sys.executable, "-c", _CAN_RUN, *map(str, files)],
+            user=account.uid,
+            group=account.gid,
+            extra_groups=[],
+            cwd="/",
+            env=environment,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        lines = checked.stderr.strip().splitlines() if checked.returncode else []
+        failure = (lines[-1] if lines else "no output") if checked.returncode else None
+    except OSError as error:  # the interpreter itself is out of its reach: exec fails
+        failure = error.strerror or str(error)
+    if failure is not None:
         raise UserError(
             f"mlflow server is to run as {account.name}, not root, and {account.name} cannot "
-            f"run {sys.executable} or read the project ({lines[-1] if lines else 'no output'}): "
+            f"run {sys.executable} or read the project ({failure}): "
             f"let it through the private folders on their paths (e.g. setfacl -m "
             f"u:{account.name}:x /root), or start the server as an unprivileged user"
         )
