@@ -137,6 +137,7 @@ def measure(root: Path) -> dict[str, Any]:
     cnn = json.loads((root / params.paths.headline_metrics("cnn")).read_text())
     result = {
         "seed": params.seed,
+        "cpu": cpu_model(),
         "served_and_labelled": SERVED,
         "served_accuracy": float(np.mean(answered == served_labels)),
         "held_out": len(held_out),
@@ -160,11 +161,16 @@ def _spread(values: list[float]) -> str:
     return f"{statistics.fmean(values):.2%} ({min(values):.2%}-{max(values):.2%})"
 
 
+def _cpus(report: dict[str, Any]) -> str:
+    """The CPUs the seeds ran on (a seed's own, else the report's)."""
+    return " and ".join(sorted({item.get("cpu", report["cpu"]) for item in report["seeds"]}))
+
+
 def rendered(report: dict[str, Any]) -> str:
     """The docs' table, seed by seed, from reports/benchmarks/feedback_loop.json."""
     seeds = report["seeds"]
     rows = "\n".join(
-        f"| {item['seed']} | {item['served_accuracy']:.1%} | "
+        f"| {item['seed']} | {item.get('cpu', report['cpu'])} | {item['served_accuracy']:.1%} | "
         f"{item['held_out_accuracy_before']:.2%} | **{item['held_out_accuracy_after']:.2%}** | "
         f"{item['cnn_test_accuracy_after']:.2%} | {item['promotion']} | "
         f"{item['export_and_repro_seconds'] / 60:.0f} min |"
@@ -172,12 +178,12 @@ def rendered(report: dict[str, Any]) -> str:
     )
     after = [item["held_out_accuracy_after"] for item in seeds]
     return (
-        f"{BEGIN}\nOn {report['cpu']} ({report['cores']} cores); each seed a fresh clone's "
+        f"{BEGIN}\nOn {_cpus(report)} ({report['cores']} cores); each seed a fresh clone's "
         f"`make run` at that seed, {seeds[0]['served_and_labelled']:,} other writers' digits "
         f"served and labelled, {seeds[0]['held_out']} held out:\n\n"
-        "| seed | served, right before labelling | held out, before | held out, after | "
+        "| seed | CPU | served, right before labelling | held out, before | held out, after | "
         "CNN test accuracy, after | promotion | export + `dvc repro` |\n"
-        "| ---: | ---: | ---: | ---: | ---: | --- | ---: |\n"
+        "| ---: | --- | ---: | ---: | ---: | ---: | --- | ---: |\n"
         f"{rows}\n\n"
         f"Held out after the loop: {_spread(after)} over {len(seeds)} seed(s), "
         f"against a target of {TARGET:.1%} for the mean.\n{END}"
@@ -191,7 +197,7 @@ def readme_line(report: dict[str, Any]) -> str:
     return (
         f"{README_BEGIN}\nThe loop on another writers' digits ({seeds[0]['served_and_labelled']:,} "
         f"served and corrected, {seeds[0]['held_out']} held out), {len(seeds)} seed(s) on "
-        f"{report['cpu']}: held-out accuracy **{_spread(before)} before, {_spread(after)} "
+        f"{_cpus(report)}: held-out accuracy **{_spread(before)} before, {_spread(after)} "
         f"after**, mean (min-max).\n{README_END}"
     )
 

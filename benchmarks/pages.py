@@ -87,10 +87,11 @@ def _team_tls(report: Report) -> str:
 
 
 def _robustness_readers(report: Report) -> str:
-    return (
-        f"pictures read the MNIST way {report['overall']['after']:.2%} against "
-        f"{report['overall']['before']:.2%} before; other writers' digits "
-        f"{report['other_writers']['after']:.2%}"
+    return "; ".join(
+        f"{name}: robustness set {scores['robustness set']['after']:.2%} read the MNIST way "
+        f"({scores['robustness set']['before']:.1%} before), other writers "
+        f"{scores['other writers']['after']:.2%}"
+        for name, scores in report["accuracy"].items()
     )
 
 
@@ -120,7 +121,7 @@ BENCHMARKS = [
         "feedback_loop", "the loop on another writers' digits", "monitoring.md", _feedback_loop
     ),
     Benchmark(
-        "robustness_readers", "accuracy per kind of picture", "results.md", _robustness_readers
+        "robustness_readers", "accuracy per kind of picture", "serving.md", _robustness_readers
     ),
     Benchmark(
         "time_to_accuracy", "our CNN against the Keras example", "decisions.md", _time_to_accuracy
