@@ -9,8 +9,11 @@ from __future__ import annotations
 import base64
 import contextlib
 import getpass
+import ipaddress
+import itertools
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -134,15 +137,13 @@ def model_champion(uri: str, user: dict[str, str]) -> str:
     return str(aliases["champion"])
 
 
-NETWORK, SERVER_ADDRESS, TEAMMATE_ADDRESS = "10.77.0.0/24", "10.77.0.1", "10.77.0.2"
-
-
 @dataclass(frozen=True)
 class Machines:
     """Where the teammate's commands run: a network namespace joined to this machine by a veth
     pair (a second machine), or, without root, this machine itself."""
 
     namespace: str | None
+    network: str
     server_address: str
     teammate_address: str
 
@@ -154,27 +155,42 @@ def _ip(*arguments: str) -> None:
     subprocess.run(["ip", *arguments], check=True, capture_output=True)
 
 
+def _free_network(start: int) -> ipaddress.IPv4Network:
+    """A 10.77.N.0/24 no interface here is on: a namespace left by a killed run (or another
+    run's) keeps its route, and replies to a second 10.77.0.2 would go to it."""
+    listed = subprocess.run(["ip", "-o", "-4", "addr"], capture_output=True, text=True, check=True)
+    addresses = re.findall(r"inet (\S+)", listed.stdout)
+    taken = {ipaddress.ip_interface(address).network for address in addresses}
+    for offset in range(256):
+        network = ipaddress.IPv4Network(f"10.77.{(start + offset) % 256}.0/24")
+        if not any(network.overlaps(other) for other in taken):
+            return network
+    raise RuntimeError("no free 10.77.N.0/24 network for the second machine")
+
+
 @contextlib.contextmanager
 def two_machines() -> Iterator[Machines]:
-    """A second machine at 10.77.0.2 reaching this one at 10.77.0.1, removed afterwards."""
+    """A second machine at 10.77.N.2 reaching this one at 10.77.N.1, removed afterwards."""
     if os.geteuid() != 0 or shutil.which("ip") is None:
-        yield Machines(None, "127.0.0.1", "127.0.0.1")
+        yield Machines(None, "127.0.0.1/32", "127.0.0.1", "127.0.0.1")
         return
     suffix = str(os.getpid() % 100000)
     namespace, here, there = f"digits-mate-{suffix}", f"dgh{suffix}", f"dgm{suffix}"
+    network = _free_network(os.getpid())
+    server_address, teammate_address = (str(host) for host in itertools.islice(network.hosts(), 2))
     _ip("netns", "add", namespace)
     try:
         _ip("link", "add", here, "type", "veth", "peer", "name", there)
         _ip("link", "set", there, "netns", namespace)
-        _ip("addr", "add", f"{SERVER_ADDRESS}/24", "dev", here)
+        _ip("addr", "add", f"{server_address}/24", "dev", here)
         _ip("link", "set", here, "up")
         for command in (
-            ("addr", "add", f"{TEAMMATE_ADDRESS}/24", "dev", there),
+            ("addr", "add", f"{teammate_address}/24", "dev", there),
             ("link", "set", there, "up"),
             ("link", "set", "lo", "up"),
         ):
             _ip("netns", "exec", namespace, "ip", *command)
-        yield Machines(namespace, SERVER_ADDRESS, TEAMMATE_ADDRESS)
+        yield Machines(namespace, str(network), server_address, teammate_address)
     finally:
         left = subprocess.run(
             ["ip", "netns", "pids", namespace], capture_output=True, text=True, check=False
@@ -342,7 +358,7 @@ def team(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TeamScenario]:
                 host="0.0.0.0",
                 address=machines.server_address,
                 database_host="0.0.0.0",
-                allowed_networks=[NETWORK],
+                allowed_networks=[machines.network],
             )
         params["serve"]["host"] = machines.teammate_address  # the teammate serves on their machine
         (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
