@@ -10,6 +10,7 @@ queued experiments land in the same store as workspace runs.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -62,20 +63,37 @@ class Store:
 # stage may fail; 4 retries ride out a server restart (about 30 s) and fail a stage in time.
 HTTP_RETRIES_VARIABLE = "MLFLOW_HTTP_REQUEST_MAX_RETRIES"
 HTTP_RETRIES = "4"
-# What requests/urllib3 say when no server answers (MLflow wraps them in MlflowException).
+# What requests/urllib3 say when retries ran out (MLflow wraps them in MlflowException).
 _UNREACHABLE_SIGNS = ("Max retries exceeded", "Failed to establish a new connection")
+_ERROR_ANSWERS = re.compile(r"too many (\d{3}) error responses")
+
+
+def _what_failed(text: str) -> tuple[str, str]:
+    """What went wrong with the server, and what to do about it (from urllib3's words)."""
+    start = "start it (digits server start) or check MLFLOW_TRACKING_URI"
+    answered = _ERROR_ANSWERS.search(text)
+    if answered:
+        return f"answered HTTP {answered[1]} to every retry", "its log says why (mlflow.log)"
+    if "SSLError" in text or "CERTIFICATE_VERIFY_FAILED" in text:
+        return (
+            "TLS failed: its certificate is not the one this machine trusts",
+            "source your settings file again (it names the certificate)",
+        )
+    if "refused" in text.lower():
+        return "connection refused", start
+    return "no answer", start
 
 
 def unreachable_server(error: BaseException) -> str | None:
-    """One line for an error that means the tracking server did not answer, else None."""
+    """One line for an error that means the tracking server could not be used, else None."""
     text = str(error)
     if not any(sign in text for sign in _UNREACHABLE_SIGNS):
         return None
-    reason = "connection refused" if "refused" in text.lower() else "no answer"
+    reason, advice = _what_failed(text)
     uri = environment().tracking_uri or "the tracking server"
     return (
-        f"MLflow tracking server {uri} unreachable ({reason}); start it (digits server start) "
-        "or check MLFLOW_TRACKING_URI, then run this again: a run left RUNNING is closed then"
+        f"MLflow tracking server {uri} unreachable ({reason}); {advice}, "
+        "then run this again: a run left RUNNING is closed then"
     )
 
 
