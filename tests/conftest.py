@@ -33,6 +33,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         # one worker builds the reproduced project (minutes) and runs every test that reads it
         if "reproduced" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.xdist_group("reproduced"))
+    # slow tests first: xdist hands out tests in this order, so the minutes-long ones start at
+    # once and the short ones fill both workers at the end, instead of one worker finishing a
+    # long test alone (stable: a group's tests keep their file order)
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
     if hasattr(config, "workerinput") and config.getvalue("loadgroup"):
         for item in items:
             name_group(item)
