@@ -4,6 +4,7 @@ candidate chosen on validation, and one-line errors for bad requests and reports
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -11,7 +12,9 @@ import pytest
 
 from digit_recognizer.config import load_params
 from digit_recognizer.errors import UserError
+from digit_recognizer.runtime.programs import program, program_environment
 from digit_recognizer.study.commands import check_request, read_seed
+from digit_recognizer.study.experiments import require_idle_queue
 from digit_recognizer.study.pages import readme_block, results_page
 from digit_recognizer.study.summary import ChampionScores, SeedResult, seed_result, summarise
 from tests.helpers.project import REPOSITORY
@@ -127,3 +130,17 @@ def test_a_seed_whose_experiment_failed_is_named_with_where_to_read_why(tmp_path
     # when the study reads it, then one line names the seed and the log to read
     with pytest.raises(UserError, match=r"seed 43: experiment study-1-seed43 failed; `dvc queue"):
         read_seed(params, tmp_path, 43, "study-1-seed43")
+
+
+def test_a_study_from_cron_or_without_an_activated_environment_finds_this_dvc(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # given a git + DVC project, and a PATH without this environment's programs (cron's, or
+    # `.venv/bin/digits study` from a shell that did not activate it)
+    subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
+    subprocess.run([program("dvc"), "init", "-q"], cwd=tmp_path, check=True)
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")
+    # when the study asks DVC whether its queue is idle, then DVC answers (no error)
+    require_idle_queue(tmp_path)
+    # and what DVC's queue workers run finds digits too
+    assert shutil.which("digits", path=program_environment()["PATH"]) is not None

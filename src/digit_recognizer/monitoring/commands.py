@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
-import sys
 import tempfile
 import time
 from collections import Counter
@@ -31,6 +28,7 @@ from digit_recognizer.monitoring.report import (
     draw_chart,
     write_page,
 )
+from digit_recognizer.runtime.programs import program, program_environment
 
 # digits monitor's exit status when a threshold is crossed (cron and CI act on it)
 EXIT_ALERT = 3
@@ -116,14 +114,9 @@ def retrain(params: Params, root: Path, report: MonitorReport) -> Retraining:
         )
     exported = export_feedback(params, root, root / params.paths.feedback_csv)
     print(f"monitor: {exported} corrected pictures exported; dvc repro", flush=True)
-    # dvc and the digits its stages run come from the environment digits runs in, whatever
-    # PATH says (cron's is short)
-    search_path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', os.defpath)}"
-    dvc = shutil.which("dvc", path=search_path)
-    if dvc is None:
-        raise UserError("dvc is not installed beside digits; run make run once (it sets up .venv)")
-    environment = {**os.environ, "PATH": search_path}
-    completed = subprocess.run([dvc, "repro"], cwd=root, env=environment, check=False)
+    completed = subprocess.run(
+        [program("dvc"), "repro"], cwd=root, env=program_environment(), check=False
+    )
     if completed.returncode != 0:
         raise UserError(f"dvc repro failed (exit {completed.returncode}); see its output above")
     promotion = root / params.paths.promotion_report

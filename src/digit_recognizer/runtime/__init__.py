@@ -1,1 +1,2 @@
-"""What a process runs with, chosen before TensorFlow starts: CPU threads and precision."""
+"""What a process runs with: CPU threads and precision (chosen before TensorFlow starts), and
+the programs of its own environment."""

@@ -19,6 +19,7 @@ from digit_recognizer.config import Params
 from digit_recognizer.data.kaggle_csv import read_digits_csv, write_submission
 from digit_recognizer.data.pictures import PICTURE_SUFFIXES, PictureLimits, read_picture
 from digit_recognizer.errors import UserError
+from digit_recognizer.runtime.programs import program, program_environment
 
 # How long a stopped server may take to finish its requests and write its queued records.
 SHUTDOWN_SECONDS = 60.0
@@ -91,13 +92,8 @@ def model_uri(params: Params, version: str | None) -> str:
 
 
 def _environment(store: tracking.Store) -> dict[str, str]:
-    # mlflow's local env-manager runs programs from this environment: put its bin/ first.
-    bin_dir = str(Path(sys.executable).parent)
-    return {
-        **os.environ,
-        "MLFLOW_TRACKING_URI": store.uri,
-        "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
-    }
+    # mlflow's local env-manager runs programs from this environment
+    return program_environment(MLFLOW_TRACKING_URI=store.uri)
 
 
 def serve_command(params: Params, root: Path, version: str | None, port: int) -> ServerCommand:
@@ -176,7 +172,7 @@ def serve_command(params: Params, root: Path, version: str | None, port: int) ->
 def ui_command(params: Params, root: Path, port: int) -> ServerCommand:
     store = tracking.Store.for_project(params.mlflow, root)
     experiment_id = tracking.activate(store)  # creates them in a fresh checkout
-    argv = [str(Path(sys.executable).parent / "mlflow"), "ui", "-h", params.serve.host]
+    argv = [program("mlflow"), "ui", "-h", params.serve.host]
     argv += ["-p", str(port)]
     if store.artifact_location:
         argv += ["--default-artifact-root", store.artifact_location]

@@ -8,15 +8,18 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from digit_recognizer.errors import UserError
+from digit_recognizer.runtime.programs import program, program_environment
 
 
 def _dvc(arguments: Sequence[str], root: Path) -> str:
-    try:
-        result = subprocess.run(
-            ["dvc", *arguments], cwd=root, capture_output=True, text=True, check=False
-        )
-    except OSError as error:
-        raise UserError(f"dvc: cannot run it ({error}); run `make venv` first") from error
+    result = subprocess.run(
+        [program("dvc"), *arguments],
+        cwd=root,
+        env=program_environment(),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     if result.returncode != 0:
         reason = (result.stderr or result.stdout).strip().splitlines() or ["no output"]
         raise UserError(f"dvc {' '.join(arguments)}: {reason[-1]}")
@@ -42,12 +45,9 @@ def queue_experiment(root: Path, name: str, settings: Sequence[str]) -> None:
 def run_queued(root: Path, jobs: int) -> None:
     """Run the queue with ``jobs`` workers and wait for it; DVC reuses every stage whose
     inputs it has run before (its run cache), so an unchanged seed costs a checkout."""
-    try:
-        subprocess.run(
-            ["dvc", "exp", "run", "--run-all", "--jobs", str(jobs)], cwd=root, check=False
-        )
-    except OSError as error:
-        raise UserError(f"dvc: cannot run it ({error}); run `make venv` first") from error
+    # the queue's workers run the stages' `digits` commands: this environment's, on PATH
+    command = [program("dvc"), "exp", "run", "--run-all", "--jobs", str(jobs)]
+    subprocess.run(command, cwd=root, env=program_environment(), check=False)
 
 
 def experiment_ref(root: Path, name: str) -> str | None:
