@@ -85,6 +85,10 @@ def test_the_pages_show_the_means_and_ranges_of_the_report() -> None:
 
     block = readme_block(study)
     assert "| cnn | neural network | 99.25% (99.00-99.50) |" in block
+    # best first, also once reports/study.json (its keys sorted by name) is read back
+    read_back = json.loads(json.dumps(study, sort_keys=True))
+    rows = [line.split(" | ")[0] for line in readme_block(read_back).splitlines()]
+    assert rows.index("| cnn") < rows.index("| ann") < rows.index("| knn")
     assert "2 seeds (42, 43)" in block and "2-core a CPU" in block
     page = results_page(study)
     assert "| cnn | 99.00% | 99.50% |" in page and "`r1`" in page and "(none)" in page

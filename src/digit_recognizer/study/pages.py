@@ -36,6 +36,11 @@ def provenance(study: Mapping[str, Any]) -> str:
     )
 
 
+def _ranked(study: Mapping[str, Any]) -> list[tuple[str, Mapping[str, Any]]]:
+    """Best mean accuracy first (reports/study.json keeps its keys sorted by name)."""
+    return sorted(study["models"].items(), key=lambda item: -item[1]["accuracy"]["mean"])
+
+
 def results_table(study: Mapping[str, Any]) -> str:
     split = study["evaluation_split"]
     lines = [
@@ -43,7 +48,7 @@ def results_table(study: Mapping[str, Any]) -> str:
         "ms/image (batch 1) |",
         "| --- | --- | ---: | ---: | ---: | ---: | ---: |",
     ]
-    for model, metrics in study["models"].items():
+    for model, metrics in _ranked(study):
         lines.append(
             f"| {model} | {metrics['kind']} | {_range(metrics['accuracy'])} | "
             f"{_range(metrics['robust_accuracy'])} | {metrics['macro_f1']['mean']:.4f} | "
@@ -100,7 +105,7 @@ def _per_seed_table(study: Mapping[str, Any]) -> str:
         "| model | " + " | ".join(f"seed {seed}" for seed in seeds) + " | std (points) |",
         "| --- | " + " | ".join("---:" for _ in seeds) + " | ---: |",
     ]
-    for model, metrics in study["models"].items():
+    for model, metrics in _ranked(study):
         values = " | ".join(_percent(value) for value in metrics["accuracy"]["values"])
         lines.append(f"| {model} | {values} | {metrics['accuracy']['std'] * 100:.3f} |")
     return "\n".join(lines)
