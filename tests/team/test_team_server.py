@@ -202,6 +202,11 @@ def two_machines() -> Iterator[Machines]:
         subprocess.run(["ip", "link", "delete", here], capture_output=True, check=False)
 
 
+def log_tail(log: Path, lines: int = 40) -> str:
+    text = log.read_text(errors="replace") if log.exists() else "(no log)"
+    return "\n".join(text.splitlines()[-lines:])
+
+
 def sourced(settings: Path, home: Path) -> dict[str, str]:
     """A fresh login's environment after ``source settings`` (only PATH and HOME before)."""
     home.mkdir(parents=True, exist_ok=True)
@@ -381,7 +386,12 @@ def team(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TeamScenario]:
             # and the teammate, on their machine, runs the whole pipeline against the server
             teammate = folder / "teammate"
             shutil.copytree(project, teammate, symlinks=True)
-            repro_output = run(machines.teammate(["dvc", "repro"]), teammate, editor)
+            try:
+                repro_output = run(machines.teammate(["dvc", "repro"]), teammate, editor)
+            except AssertionError as failure:  # what the server said is half the story
+                logs = (state / "mlflow.log", state / "postgres" / "postgres.log")
+                tails = "".join(f"\n{log} ends:\n{log_tail(log)}" for log in logs)
+                raise AssertionError(f"{failure}{tails}") from None
             yield TeamScenario(
                 machines=machines,
                 folder=folder,
