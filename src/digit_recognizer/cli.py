@@ -7,6 +7,7 @@ Parsing and exit codes only; heavy libraries (TensorFlow, MLflow) load inside th
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 from collections.abc import Callable, Sequence
@@ -373,6 +374,10 @@ def _terminate(signum: int, frame: FrameType | None) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     from digit_recognizer.console import import_tensorflow_quietly, quiet_libraries
 
+    # MLflow's telemetry thread sets and unsets a variable in os.environ while requests reads
+    # the environment (a KeyError that failed stages), and would send usage data off the
+    # machine; off unless a user turns it on
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     arguments = build_parser().parse_args(argv)
     quiet_libraries()
     # a handler returns its exit status, or None for success

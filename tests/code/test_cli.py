@@ -37,6 +37,23 @@ def test_help_does_not_import_heavy_libraries() -> None:
     assert "prepare" in result.stdout
 
 
+def test_mlflow_telemetry_is_off_in_a_users_shell(tmp_path: Path) -> None:
+    # given a user's shell, without the CI or pytest variables by which MLflow turns it off
+    # itself (its thread edits os.environ while requests reads it: stages failed on a KeyError)
+    probe = (
+        "from digit_recognizer.cli import main\n"
+        "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+        "from mlflow.telemetry.utils import is_telemetry_disabled\n"
+        "assert is_telemetry_disabled()"
+    )
+    shell = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "LANG": "C.UTF-8"}
+    # when any digits command starts, then MLflow's telemetry is off
+    result = subprocess.run(
+        [sys.executable, "-c", probe], env=shell, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
+
+
 def test_bad_params_file_is_one_line_without_traceback(tmp_path: Path) -> None:
     (tmp_path / "params.yaml").write_text("seed: 1\nprepare:\n  split: 0.2\n")
     result = subprocess.run(
