@@ -36,6 +36,7 @@ import yaml
 
 from digit_recognizer.config.environment import LOCK_URL_VARIABLE, PREDICTION_LOG_URL_VARIABLE
 from digit_recognizer.locks import advisory_lock
+from digit_recognizer.team.state import StatePaths
 from tests.helpers.accounts import server_account_let_through
 from tests.helpers.pipeline import STAGES, commit_all, git_copy_with_tiny_data, ran_stages, run
 from tests.helpers.registry import register_candidate
@@ -389,7 +390,8 @@ def team(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TeamScenario]:
             try:
                 repro_output = run(machines.teammate(["dvc", "repro"]), teammate, editor)
             except AssertionError as failure:  # what the server said is half the story
-                logs = (state / "mlflow.log", state / "postgres" / "postgres.log")
+                paths = StatePaths(state)
+                logs = (paths.mlflow_log, paths.postgres_log)
                 tails = "".join(f"\n{log} ends:\n{log_tail(log)}" for log in logs)
                 raise AssertionError(f"{failure}{tails}") from None
             yield TeamScenario(
