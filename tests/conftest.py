@@ -3,20 +3,17 @@ and the marker of each test's group; the helpers they use live in tests/helpers/
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import yaml
 from _pytest.nodeid import NodeId
 
 from tests.helpers.project import (
-    REPOSITORY,
     ReproducedProject,
-    tiny_params,
-    track_data,
-    write_tiny_data,
+    copy_data_stage_outputs,
+    run_data_stages,
+    write_tiny_project,
 )
 
 # Tests live in a folder per what they guard; each folder's tests carry its marker, so
@@ -61,13 +58,30 @@ def mlflow_store(tmp_path_factory: pytest.TempPathFactory) -> str:
 @pytest.fixture
 def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mlflow_store: str) -> Iterator[Path]:
     """A project folder with tiny data tracked by data.dvc, and params, as the working directory."""
-    write_tiny_data(tmp_path / "data")
-    track_data(tmp_path)
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(tiny_params(), sort_keys=False))
-    shutil.copy(REPOSITORY / "dvc.yaml", tmp_path / "dvc.yaml")
+    write_tiny_project(tmp_path)
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_store)
     yield tmp_path
+
+
+@pytest.fixture(scope="session")
+def prepared_tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny project after its data stages, tracked in a store of its own: made once per
+    worker and copied by `prepared_project` (the stages take seconds each, in many tests)."""
+    folder = tmp_path_factory.mktemp("prepared-tiny")
+    with pytest.MonkeyPatch.context() as patch:
+        write_tiny_project(folder)
+        patch.chdir(folder)
+        patch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{folder / 'data-stages.db'}")
+        run_data_stages()
+    return folder
+
+
+@pytest.fixture
+def prepared_project(project: Path, prepared_tiny: Path) -> Path:
+    """`project` with the data stages' outputs in place, as if it had run them."""
+    copy_data_stage_outputs(prepared_tiny, project)
+    return project
 
 
 @pytest.fixture(scope="session")

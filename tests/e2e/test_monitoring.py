@@ -68,6 +68,7 @@ def metric(exposition: str, name: str, **labels: str) -> float:
 
 
 @pytest.mark.slow
+@pytest.mark.usefixtures("prepared_project")
 def test_every_answer_is_logged_counted_and_can_be_corrected(
     project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -129,6 +130,7 @@ def test_every_answer_is_logged_counted_and_can_be_corrected(
 
 
 @pytest.mark.slow
+@pytest.mark.usefixtures("prepared_project")
 def test_sigterm_writes_every_queued_record(
     project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -179,6 +181,7 @@ def insert_answers(log: PredictionLog, version: str, pixels: np.ndarray, start: 
 
 
 @pytest.mark.slow
+@pytest.mark.usefixtures("prepared_project")
 def test_monitor_reports_to_mlflow_and_exits_3_on_drift_and_feedback_exports(
     project: Path,
     tmp_path: Path,
@@ -190,9 +193,6 @@ def test_monitor_reports_to_mlflow_and_exits_3_on_drift_and_feedback_exports(
     # given a champion, and a log holding the evaluation digits as they were answered
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'monitor.db'}")
     serve_params("monitoring", min_window_rows=20)
-    assert main(["prepare"]) == 0
-    assert main(["split-feedback"]) == 0
-    assert main(["robustness"]) == 0
     version = register_candidate(project, "ann", []).version
     assert main(["promote", "--version", version, "--force"]) == 0
     digits = evaluation_split(project / "prepared")[1].images

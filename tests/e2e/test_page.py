@@ -85,17 +85,16 @@ def register_template_model(root: Path) -> str:
 
 
 @pytest.fixture
-def page_url(project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+def page_url(
+    prepared_project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[str]:
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'page.db'}")
     serve_params(poll_seconds=0.5)
-    assert main(["prepare"]) == 0
-    assert main(["split-feedback"]) == 0
-    assert main(["robustness"]) == 0
-    version = register_template_model(project)
+    version = register_template_model(prepared_project)
     assert main(["promote", "--version", version, "--force"]) == 0
     port = free_port()
     process = start(
-        [*DIGITS, "serve", "--port", str(port)], project, f"http://127.0.0.1:{port}/ping"
+        [*DIGITS, "serve", "--port", str(port)], prepared_project, f"http://127.0.0.1:{port}/ping"
     )
     yield f"http://127.0.0.1:{port}/"
     stop(process)

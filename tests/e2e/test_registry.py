@@ -31,6 +31,7 @@ from digit_recognizer.stages.promote import promote, rollback
 from digit_recognizer.tracking import CHAMPION
 from tests.helpers.project import (
     REPOSITORY,
+    run_data_stages,
     synthetic_digits,
     tiny_params,
     track_data,
@@ -55,8 +56,7 @@ def prepared_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     with pytest.MonkeyPatch.context() as patch:
         patch.chdir(folder)
         patch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{folder / 'registry.db'}")
-        for stage in ("prepare", "split-feedback", "robustness"):
-            assert main([stage]) == 0, stage
+        run_data_stages()
     return folder
 
 

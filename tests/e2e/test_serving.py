@@ -36,7 +36,7 @@ from tests.helpers.pictures import (
     seven,
     valid_pictures,
 )
-from tests.helpers.project import REPOSITORY
+from tests.helpers.project import REPOSITORY, copy_data_stage_outputs, write_tiny_project
 from tests.helpers.registry import register_candidate
 from tests.helpers.servers import free_port, wait_for
 
@@ -102,16 +102,9 @@ def serve_params(section: str = "serve", **values: object) -> None:
     Path("params.yaml").write_text(yaml.safe_dump(params))
 
 
-def run_data_stages() -> None:
-    """prepare, feedback and robustness in the working directory: what a version is scored on."""
-    for stage in ("prepare", "split-feedback", "robustness"):
-        assert main([stage]) == 0
-
-
 def ann_to_predict_with(project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
-    """A registered ANN version in a store of its own, its data stages run."""
+    """A registered ANN version in a store of its own (the project's data stages have run)."""
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'predict.db'}")
-    run_data_stages()
     return str(register_candidate(project, "ann", []).version)
 
 
@@ -121,10 +114,10 @@ def serve_new_champion(
     monkeypatch: pytest.MonkeyPatch,
     max_request_bytes: int = 100_000,
 ) -> tuple[str, subprocess.Popen[bytes]]:
-    """`digits serve` on a newly promoted champion: its base URL and its process."""
+    """`digits serve` on a newly promoted champion (the project's data stages have run): its
+    base URL and its process."""
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'serving.db'}")
     serve_params(max_request_bytes=max_request_bytes, poll_seconds=0.5)
-    run_data_stages()
     version = register_candidate(project, "cnn", range(10)).version
     assert (
         promote(load_params(Path("params.yaml")), project, version=version).decision == "promoted"
@@ -136,12 +129,16 @@ def serve_new_champion(
     return f"http://127.0.0.1:{port}", process
 
 
-@pytest.fixture
-def served_champion(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, project: Path
-) -> Iterator[str]:
-    """`digits serve` on a promoted champion; its base URL."""
-    url, process = serve_new_champion(project, tmp_path, monkeypatch)
+@pytest.fixture(scope="module")
+def served_champion(tmp_path_factory: pytest.TempPathFactory, prepared_tiny: Path) -> Iterator[str]:
+    """`digits serve` on a promoted champion, shared by the tests that only send it requests
+    (starting one takes most of a minute); its base URL."""
+    folder = tmp_path_factory.mktemp("served")
+    with pytest.MonkeyPatch.context() as patch:
+        write_tiny_project(folder)
+        copy_data_stage_outputs(prepared_tiny, folder)
+        patch.chdir(folder)
+        url, process = serve_new_champion(folder, folder, patch)
     yield url
     stop(process)
 
@@ -320,11 +317,22 @@ def test_bad_requests_get_a_4xx_with_a_reason_and_never_take_the_server_down(
     assert request(invocations, split_payload([[1] * 784]))[0] == 200
 
 
+@pytest.fixture
+def moving_champion(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, prepared_project: Path
+) -> Iterator[str]:
+    """`digits serve` on a champion of its own, for a test that moves the alias (the one the
+    other tests share must stay as it is); its base URL."""
+    url, process = serve_new_champion(prepared_project, tmp_path, monkeypatch)
+    yield url
+    stop(process)
+
+
 @pytest.mark.slow
 def test_a_running_server_follows_promotion_and_rollback_without_dropping_requests(
-    served_champion: str, project: Path
+    moving_champion: str, project: Path
 ) -> None:
-    invocations = f"{served_champion}/invocations"
+    invocations = f"{moving_champion}/invocations"
     answers: list[tuple[float, int, str]] = []
     stop_sending = threading.Event()
 
@@ -363,19 +371,19 @@ def test_a_running_server_follows_promotion_and_rollback_without_dropping_reques
     # each worker polls the alias on its own: soon every answer is version 1 again
     deadline, in_a_row = time.monotonic() + 30, 0
     while time.monotonic() < deadline and in_a_row < 10:
-        served = json.loads(request(f"{served_champion}/model")[1])["version"]
+        served = json.loads(request(f"{moving_champion}/model")[1])["version"]
         in_a_row = in_a_row + 1 if served == "1" else 0
         time.sleep(0.1)
     assert in_a_row == 10, "a worker still serves the rolled-back version"
 
 
 @pytest.mark.slow
+@pytest.mark.usefixtures("prepared_project")
 def test_mlflow_ui_serves_the_project_store(
     project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # given a store with a run, selected by the project (no MLFLOW_TRACKING_URI)
     monkeypatch.delenv("MLFLOW_TRACKING_URI")
-    run_data_stages()
     register_candidate(project, "ann", [])
     port = free_port()
     process = start(
@@ -401,6 +409,7 @@ def test_mlflow_ui_serves_the_project_store(
         stop(process)
 
 
+@pytest.mark.usefixtures("prepared_project")
 def test_predict_writes_a_submission_from_csv_and_png(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
@@ -541,6 +550,7 @@ def test_no_generated_body_gets_a_5xx(served_champion: str) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.usefixtures("prepared_project")
 def test_predict_reads_or_refuses_every_valid_picture_in_one_line(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
@@ -582,6 +592,7 @@ def parquet_rows(count: int) -> bytes:
 
 
 @pytest.mark.slow
+@pytest.mark.usefixtures("prepared_project")
 def test_work_is_budgeted_overload_is_answered_and_other_sites_are_refused(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, project: Path
 ) -> None:
@@ -672,6 +683,7 @@ def test_work_is_budgeted_overload_is_answered_and_other_sites_are_refused(
 
 
 @pytest.mark.slow
+@pytest.mark.usefixtures("prepared_project")
 def test_a_request_past_its_deadline_has_its_work_stopped(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, project: Path
 ) -> None:

@@ -18,7 +18,7 @@ import pytest
 
 from digit_recognizer import tracking
 from digit_recognizer.config import load_params
-from tests.e2e.test_serving import DIGITS, run_data_stages, serve_params, stop
+from tests.e2e.test_serving import DIGITS, serve_params, stop
 from tests.helpers.project import REPOSITORY
 from tests.helpers.registry import register_candidate
 from tests.helpers.servers import free_port, wait_for
@@ -69,6 +69,7 @@ class Client(threading.Thread):
 
 
 @pytest.mark.slow
+@pytest.mark.usefixtures("prepared_project")
 def test_a_worker_killed_while_the_store_is_down_comes_back_with_the_served_version(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, project: Path
 ) -> None:
@@ -96,7 +97,6 @@ def test_a_worker_killed_while_the_store_is_down_comes_back_with_the_served_vers
     wait_for(f"http://127.0.0.1:{store_port}/health", store_server)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://127.0.0.1:{store_port}")
     serve_params(workers=2, poll_seconds=0.5)
-    run_data_stages()
     version = register_candidate(project, "cnn", range(10)).version
     # the alias set directly: promotion against a server wants the team's lock database
     params = load_params(Path("params.yaml"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,6 +37,34 @@ def track_data(root: Path) -> None:
     """data.dvc as `dvc add data` writes it (its md5 is what runs compare data/ against)."""
     md5 = directory_md5(root / "data")
     (root / "data.dvc").write_text(f"outs:\n- md5: {md5}\n  path: data\n")
+
+
+# The stages whose outputs every model is trained and scored on.
+DATA_STAGES = ("prepare", "split-feedback", "robustness")
+
+
+def run_data_stages() -> None:
+    """The data stages in the working directory, in process."""
+    from digit_recognizer.cli import main
+
+    for stage in DATA_STAGES:
+        assert main([stage]) == 0, stage
+
+
+def copy_data_stage_outputs(template: Path, folder: Path) -> None:
+    """A project that ran the data stages copied over a tiny project made like it, as if that
+    had run them (their own store and artifacts stay behind)."""
+    shutil.copytree(
+        template, folder, dirs_exist_ok=True, ignore=shutil.ignore_patterns("*.db", "mlruns")
+    )
+
+
+def write_tiny_project(folder: Path) -> None:
+    """Tiny data tracked by data.dvc, tiny params and dvc.yaml in `folder`."""
+    write_tiny_data(folder / "data")
+    track_data(folder)
+    (folder / "params.yaml").write_text(yaml.safe_dump(tiny_params(), sort_keys=False))
+    shutil.copy(REPOSITORY / "dvc.yaml", folder / "dvc.yaml")
 
 
 def tiny_params() -> dict:

@@ -14,11 +14,8 @@ from digit_recognizer.evaluation.model_scores import HEADLINE_METRICS
 from digit_recognizer.models.classical import BASELINES
 
 
-def test_baselines_are_scored_tracked_and_logged_with_signatures(project: Path) -> None:
-    # given prepared tiny data and its robustness set
-    assert main(["prepare"]) == 0
-    assert main(["split-feedback"]) == 0
-    assert main(["robustness"]) == 0
+@pytest.mark.usefixtures("prepared_project")  # given prepared tiny data, its robustness set
+def test_baselines_are_scored_tracked_and_logged_with_signatures() -> None:
     # when the baselines stage runs
     assert main(["baselines"]) == 0
     # then each one has the same DVC headline metrics as the neural networks, and every score

@@ -18,12 +18,9 @@ from digit_recognizer.data.splits import load_split
 
 
 @pytest.fixture
-def tuned_project(project: Path) -> Path:
+def tuned_project(prepared_project: Path) -> Path:
     """Tiny project with prepared data, its robustness set and fixed best hyperparameters for
     both families."""
-    assert main(["prepare"]) == 0
-    assert main(["split-feedback"]) == 0
-    assert main(["robustness"]) == 0
     Path("hyperparameters").mkdir()
     Path("hyperparameters/ann.json").write_text(
         json.dumps(
@@ -51,7 +48,7 @@ def tuned_project(project: Path) -> Path:
             }
         )
     )
-    return project
+    return prepared_project
 
 
 def test_same_seed_same_history(tuned_project: Path) -> None:
