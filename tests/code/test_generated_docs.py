@@ -10,7 +10,14 @@ from types import ModuleType
 
 import pytest
 
-from benchmarks import feedback_loop, hostile, load, monitoring, robustness_readers
+from benchmarks import (
+    feedback_loop,
+    hostile,
+    load,
+    monitoring,
+    robustness_readers,
+    time_to_accuracy,
+)
 from benchmarks import pages as benchmark_pages
 from digit_recognizer.config import load_params
 from digit_recognizer.study.commands import README, pages
@@ -35,6 +42,7 @@ def report(name: str) -> dict[str, object]:
         (hostile, "docs/serving.md"),
         (load, "docs/serving.md"),
         (robustness_readers, "docs/serving.md"),
+        (time_to_accuracy, "docs/decisions.md"),
     ],
 )
 def test_each_benchmark_s_table_shows_its_report(benchmark: ModuleType, page: str) -> None:
