@@ -21,6 +21,10 @@ def test_repository_params_parse() -> None:
     ("raw", "expected"),
     [
         ({"prepare": {"validation_fractoin": 0.2}}, "unknown key 'prepare.validation_fractoin'"),
+        (
+            {"promote": {"min_test_accuracy": 0.98}},
+            "key 'promote.min_test_accuracy' is now 'promote.min_evaluation_accuracy'",
+        ),
         ({"seed": "forty-two"}, "key 'seed': Input should be a valid integer"),
         ({"prepare": {"validation_fraction": 0.9}}, "key 'prepare.validation_fraction'"),
         ({"prepare": {"eda_samples_per_class": True}}, "key 'prepare.eda_samples_per_class'"),

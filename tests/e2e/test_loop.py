@@ -116,7 +116,11 @@ def test_corrections_of_a_drifted_stream_retrain_and_promote_a_better_champion(
         promotion = json.loads((tmp_path / "reports/promotion.json").read_text())
         assert promotion["decision"] == "promoted", promotion["reason"]
         gates = {gate["name"] for gate in promotion["gates"]}
-        assert {"min_feedback_accuracy", "not_worse_on_test", "not_worse_on_feedback"} <= gates
+        assert {
+            "min_feedback_accuracy",
+            "not_worse_on_evaluation",
+            "not_worse_on_feedback",
+        } <= gates
         new_champion = champion_version(environment)
         assert new_champion != first_champion
         metrics = json.loads((tmp_path / "reports/cnn/scores.json").read_text())

@@ -179,7 +179,7 @@ def test_each_floor_can_refuse(registry_project: Path) -> None:
     for candidate, gate in (
         (low_recall, "min_class_recall"),
         (slow, "max_latency_ms"),
-        (weak, "min_test_accuracy"),
+        (weak, "min_evaluation_accuracy"),
     ):
         report = promote(params, registry_project, version=candidate.version)
         assert report.decision == "rejected" and report.reason == f"failed gates: {gate}"
@@ -347,7 +347,7 @@ def test_forced_promotion_is_recorded_and_rollback_restores(
     assert champion() == bad.version
     version = mlflow.MlflowClient().get_model_version("digit-recognizer", bad.version)
     assert json.loads(version.tags["promotion"])["forced"] is True
-    assert "forced past failing gates: min_test_accuracy" in str(version.description)
+    assert "forced past failing gates: min_evaluation_accuracy" in str(version.description)
     # when rolled back, then the previous champion serves again and writes the submission
     capsys.readouterr()
     assert main(["rollback"]) == 0

@@ -93,7 +93,7 @@ def shrink_to_tiny_budgets(params: dict) -> dict:
     )
     # gates a tiny model on tiny data can pass; the tests of the gates set their own
     params["promote"].update(
-        min_test_accuracy=0.3,
+        min_evaluation_accuracy=0.3,
         min_class_recall=0.0,
         max_latency_ms=1000.0,
         min_robust_accuracy=0.0,

@@ -50,7 +50,9 @@ def test_better_on_peoples_digits_and_level_on_the_test_set_wins() -> None:
     gates = judged(scores("2", test_wrong=10, feedback_wrong=3), scores("1", 10, 18))
     # then every gate passes, the feedback ones included
     assert all(gates.values()), gates
-    assert {"min_feedback_accuracy", "not_worse_on_test", "not_worse_on_feedback"} <= set(gates)
+    assert {"min_feedback_accuracy", "not_worse_on_evaluation", "not_worse_on_feedback"} <= set(
+        gates
+    )
 
 
 def test_better_on_the_test_set_but_worse_on_peoples_digits_is_refused() -> None:
@@ -60,7 +62,7 @@ def test_better_on_the_test_set_but_worse_on_peoples_digits_is_refused() -> None
 
 def test_better_on_peoples_digits_but_worse_on_the_test_set_is_refused() -> None:
     gates = judged(scores("2", test_wrong=15, feedback_wrong=0), scores("1", 2, 20))
-    assert gates["significantly_better"] and not gates["not_worse_on_test"], gates
+    assert gates["significantly_better"] and not gates["not_worse_on_evaluation"], gates
 
 
 def test_a_candidate_below_the_feedback_floor_is_refused() -> None:
@@ -71,7 +73,7 @@ def test_a_candidate_below_the_feedback_floor_is_refused() -> None:
 def test_without_corrections_the_gates_are_the_plain_ones() -> None:
     gates = judged(scores("2", 0, 0, feedback_rows=0), scores("1", 12, 0, feedback_rows=0))
     assert set(gates) == {
-        "min_test_accuracy",
+        "min_evaluation_accuracy",
         "min_class_recall",
         "max_latency_ms",
         "min_robust_accuracy",

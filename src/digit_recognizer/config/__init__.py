@@ -67,6 +67,10 @@ class Params(Section):
     monitoring: MonitoringConfig = MonitoringConfig()
 
 
+# Keys renamed since they were released: a params.yaml that still has one is told the new name.
+RENAMED_KEYS = {"promote.min_test_accuracy": "promote.min_evaluation_accuracy"}
+
+
 def parse_params(raw: Any, source: str = "params.yaml") -> Params:
     """Validate an already-loaded mapping; the error names the first offending key."""
     if not isinstance(raw, dict):
@@ -76,6 +80,8 @@ def parse_params(raw: Any, source: str = "params.yaml") -> Params:
     except ValidationError as error:
         first = error.errors()[0]
         key = ".".join(str(part) for part in first["loc"]) or "(top level)"
+        if first["type"] == "extra_forbidden" and key in RENAMED_KEYS:
+            raise UserError(f"{source}: key '{key}' is now '{RENAMED_KEYS[key]}'") from None
         if first["type"] == "extra_forbidden":
             raise UserError(f"{source}: unknown key '{key}'") from None
         raise UserError(

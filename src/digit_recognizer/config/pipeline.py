@@ -179,7 +179,7 @@ class PromoteConfig(Section):
 
     enabled: bool = True
     from_experiments: bool = False  # may a `dvc exp run` move the champion?
-    min_test_accuracy: float = Field(default=0.98, ge=0.0, le=1.0)
+    min_evaluation_accuracy: float = Field(default=0.98, ge=0.0, le=1.0)
     # one-sided exact McNemar test against the champion on the same images
     significance_level: float = Field(default=0.05, gt=0.0, lt=1.0)
     min_class_recall: float = Field(default=0.95, ge=0.0, le=1.0)

@@ -93,10 +93,10 @@ def evaluate_gates(
     worse on neither."""
     checks = [
         Gate(
-            "min_test_accuracy",
+            "min_evaluation_accuracy",
             candidate.evaluation_accuracy,
-            gates.min_test_accuracy,
-            candidate.evaluation_accuracy >= gates.min_test_accuracy,
+            gates.min_evaluation_accuracy,
+            candidate.evaluation_accuracy >= gates.min_evaluation_accuracy,
         ),
         Gate(
             "min_class_recall",
@@ -150,7 +150,7 @@ def evaluate_gates(
         )
     if comparison is not None and feedback_comparison is not None:
         for name, worse in (
-            ("not_worse_on_test", comparison.p_value_worse),
+            ("not_worse_on_evaluation", comparison.p_value_worse),
             ("not_worse_on_feedback", feedback_comparison.p_value_worse),
         ):
             checks.append(
