@@ -99,7 +99,8 @@ def _time_to_accuracy(report: Report) -> str:
     ours, theirs = report["results"]
     return (
         f"to {report['target']:.1%}: ours {ours['seconds_to_target']} s, the Keras example "
-        f"{theirs['seconds_to_target']} s (training seconds; None: not reached)"
+        f"{theirs['seconds_to_target']} s of training (None: not reached), medians of "
+        f"{report['runs']} races; {report['speedup_median']}x (median ratio)"
     )
 
 
