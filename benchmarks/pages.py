@@ -104,6 +104,14 @@ def _time_to_accuracy(report: Report) -> str:
     )
 
 
+def _test_times(report: Report) -> str:
+    return "; ".join(
+        f"`make {target}` median {times['median_seconds']:.0f} s of {len(times['seconds'])} runs "
+        f"({', '.join(f'{value:.0f}' for value in times['seconds'])} s; {times['cpu']})"
+        for target, times in sorted(report["targets"].items())
+    )
+
+
 @dataclass(frozen=True)
 class Benchmark:
     name: str
@@ -128,6 +136,9 @@ BENCHMARKS = [
         "time_to_accuracy", "our CNN against the Keras example", "decisions.md", _time_to_accuracy
     ),
     Benchmark("team_tls", "what TLS costs the team server", "team.md", _team_tls),
+    Benchmark(
+        "test_times", "`make check` and `make test` from a fresh clone", "testing.md", _test_times
+    ),
 ]
 
 HEADER = """# Benchmarks
