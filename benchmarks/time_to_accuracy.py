@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks.common import write_report
-from digit_recognizer.config import load_params
+from digit_recognizer.config import Params, load_params
 from digit_recognizer.console import import_tensorflow_quietly
 from digit_recognizer.data.splits import load_split
 from digit_recognizer.files import replace_block
@@ -108,17 +108,15 @@ def keras_example(train_images: np.ndarray, train_labels: np.ndarray) -> Contend
 
 
 def our_cnn(
-    params_path: Path, train_images: np.ndarray, train_labels: np.ndarray, max_epochs: int | None
+    params: Params, train_images: np.ndarray, train_labels: np.ndarray, max_epochs: int | None
 ) -> Contender:
-    params = load_params(params_path)
+    """Our CNN as `digits train cnn` builds it, in the precision already in use."""
     config = params.train.cnn
     name = "digit-recognizer CNN"
     if max_epochs is not None:
         # the same recipe with its warm-up and annealing squeezed into max_epochs
         config = config.model_copy(update={"max_epochs": max_epochs})
         name += f" ({max_epochs}-epoch schedule)"
-    precision = choose_precision(params.compute.precision, cpu_flags())
-    use_precision(precision)
     hyperparameters = load_best_hyperparameters(params.paths, "cnn")
     model = build_model(
         hyperparameters_from("cnn", hyperparameters), label_smoothing=config.label_smoothing
@@ -194,12 +192,14 @@ def main() -> None:
     print("written docs/decisions.md")
 
 
-def race(arguments: argparse.Namespace, seed: int, train: Any, test: Any) -> list[dict[str, Any]]:
+def race(
+    arguments: argparse.Namespace, params: Params, train: Any, test: Any
+) -> list[dict[str, Any]]:
     """One race from freshly built, seeded models: each contender's epochs, speed and scores."""
     import keras
 
-    keras.utils.set_random_seed(seed)
-    ours = our_cnn(arguments.params, train.images, train.labels, arguments.max_epochs)
+    keras.utils.set_random_seed(params.seed)
+    ours = our_cnn(params, train.images, train.labels, arguments.max_epochs)
     contenders = [ours, keras_example(train.images, train.labels)]
     test_images = model_input(test.images)
     for epoch in range(max(contender.max_epochs for contender in contenders)):
@@ -267,8 +267,9 @@ def measure(arguments: argparse.Namespace) -> None:
     if train.labels is None or test.labels is None:
         raise SystemExit(f"{prepared}/test.npz has no labels: the benchmark needs MNIST's test set")
     precision = choose_precision(params.compute.precision, cpu_flags())
+    use_precision(precision)
     print(f"CPU: {cpu_model()}; our precision: {precision.policy} ({precision.reason})")
-    races = [race(arguments, params.seed, train, test) for _ in range(arguments.runs)]
+    races = [race(arguments, params, train, test) for _ in range(arguments.runs)]
     ratios = [
         theirs["seconds_to_target"] / ours["seconds_to_target"]
         for ours, theirs in races
