@@ -12,6 +12,7 @@ import yaml
 
 from digit_recognizer.data.kaggle_csv import write_digits_csv
 from tests.helpers.project import REPOSITORY, synthetic_digits, tiny_params, write_tiny_data
+from tests.helpers.warm_digits import warm_bin
 
 STAGES = (
     "prepare",
@@ -58,8 +59,10 @@ def git_copy_with_tiny_data(folder: Path, *, labelled_test: bool) -> dict[str, s
         **os.environ,
         # beside the project, not in it: a git checkout must never swap the database file
         "MLFLOW_TRACKING_URI": f"sqlite:///{folder.parent / folder.name}-mlflow.db",
-        # dvc, and the digits commands its stages run, come from this environment
-        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        # dvc comes from this environment; the digits its stages run, from the warm server
+        "PATH": os.pathsep.join(
+            (str(warm_bin()), str(Path(sys.executable).parent), os.environ["PATH"])
+        ),
     }
     for command in (
         ["digits", "feedback", "export"],  # no corrections yet: what feedback.dvc records

@@ -1,0 +1,203 @@
+"""`digits` with its libraries already imported, for the tests' many short pipeline runs.
+
+A tiny stage does about a second of work after 8-12 s of importing TensorFlow, Keras, MLflow
+and scikit-learn, and the suite runs about a hundred of them. A server imports those once and
+forks a child per `digits` command; a `digits` on PATH before the environment's own hands the
+child its arguments, working directory, environment and standard streams, relays signals to it
+and exits with its status. The child runs the same `digit_recognizer.cli.main` a fresh process
+would, after the same environment is in place (thread budgets are read by TensorFlow when it
+first runs, not when it is imported). Commands that must be a process of their own (servers a
+test kills or restarts), another user's, or another network namespace's run the real `digits`.
+"""
+
+from __future__ import annotations
+
+import array
+import atexit
+import ctypes
+import json
+import os
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import traceback
+from pathlib import Path
+
+# Commands a test may signal or kill as a process of its own, or which outlive the command.
+OWN_PROCESS = {"serve", "server", "ui", "page"}
+PR_SET_PDEATHSIG = 1
+
+CLIENT = r"""
+import array, json, os, signal, socket, struct, sys
+
+def real():
+    os.execv(REAL, [REAL, *sys.argv[1:]])
+
+arguments = sys.argv[1:]
+if not arguments or arguments[0] in OWN_PROCESS:
+    real()
+connection = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+try:
+    connection.connect(SOCKET)
+except OSError:
+    real()
+request = json.dumps({
+    "argv": arguments, "cwd": os.getcwd(), "environ": dict(os.environ),
+    "netns": os.readlink("/proc/self/ns/net"),
+}).encode()
+connection.sendmsg(
+    [struct.pack("!I", len(request)), request],
+    [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [0, 1, 2]))],
+)
+reply = connection.makefile("rb")
+first = reply.readline()
+if first.startswith(b"refused"):
+    real()
+child = int(first)
+for number in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+    signal.signal(number, lambda received, frame: os.kill(child, received))
+status = reply.readline()
+sys.exit(int(status) if status else 128 + signal.SIGKILL)
+"""
+
+
+def _serve_forever(listener: socket.socket) -> None:
+    netns = os.readlink("/proc/self/ns/net")
+    while True:
+        connection, _ = listener.accept()
+        _reap()
+        header, descriptors = _receive(connection)
+        request = json.loads(header)
+        peer_uid = struct.unpack(
+            "3i",
+            connection.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i")),
+        )[1]
+        if request["netns"] != netns or peer_uid != os.getuid():
+            connection.sendall(b"refused\n")
+        elif os.fork() == 0:
+            listener.close()
+            _run_child(connection, descriptors, request)
+        for descriptor in descriptors:
+            os.close(descriptor)
+        connection.close()
+
+
+def _reap() -> None:
+    try:
+        while os.waitpid(-1, os.WNOHANG)[0]:
+            pass
+    except ChildProcessError:
+        pass
+
+
+def _receive(connection: socket.socket) -> tuple[bytes, list[int]]:
+    size_bytes, ancillary, _, _ = connection.recvmsg(
+        4, socket.CMSG_SPACE(3 * array.array("i").itemsize)
+    )
+    descriptors = array.array("i")
+    for level, kind, data in ancillary:
+        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+            descriptors.frombytes(data[: len(data) - len(data) % descriptors.itemsize])
+    (size,) = struct.unpack("!I", size_bytes)
+    body = b""
+    while len(body) < size:
+        body += connection.recv(size - len(body))
+    return body, list(descriptors)
+
+
+def _run_child(connection: socket.socket, descriptors: list[int], request: dict) -> None:
+    for target, descriptor in enumerate(descriptors):
+        os.dup2(descriptor, target)
+        os.close(descriptor)
+    os.chdir(request["cwd"])
+    os.environ.clear()
+    os.environ.update(request["environ"])
+    sys.argv = ["digits", *request["argv"]]
+    for number in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGCHLD):
+        signal.signal(number, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    connection.sendall(f"{os.getpid()}\n".encode())
+    from digit_recognizer.cli import main
+
+    try:
+        status = main(request["argv"])
+    except SystemExit as exit_:
+        status = exit_.code if isinstance(exit_.code, int) else 1
+    except BaseException:
+        traceback.print_exc()
+        status = 1
+    # what a normal interpreter exit does: wait for threads, run atexit (MLflow ends its runs)
+    threading._shutdown()  # type: ignore[attr-defined]
+    atexit._run_exitfuncs()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    connection.sendall(f"{status}\n".encode())
+    os._exit(status)
+
+
+def _import_libraries() -> None:
+    from digit_recognizer import console
+
+    console.quiet_libraries()
+    console.import_tensorflow_quietly()
+    import keras  # noqa: F401
+    import matplotlib.pyplot  # noqa: F401
+    import mlflow
+    import mlflow.store.tracking.sqlalchemy_store  # noqa: F401
+    import sklearn.ensemble  # noqa: F401
+    from mlflow.utils import requirements_utils
+
+    import digit_recognizer.cli  # noqa: F401
+
+    # the installed packages' module map MLflow builds (2 s) before it logs each model
+    requirements_utils._init_modules_to_packages_map()
+
+
+def main() -> None:
+    socket_path = sys.argv[1]
+    # ends with the test process that started it, however that ends (not passed to children)
+    ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    _import_libraries()
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(socket_path + ".tmp")
+    os.rename(socket_path + ".tmp", socket_path)
+    listener.listen(64)
+    _serve_forever(listener)
+
+
+_started: dict[str, Path] = {}
+
+
+def warm_bin() -> Path:
+    """A folder whose `digits` runs on the warm server (started on first use, per process)."""
+    if "bin" in _started:
+        return _started["bin"]
+    folder = Path(tempfile.mkdtemp(prefix="warm-digits-"))
+    socket_path = folder / "digits.sock"
+    real = Path(sys.executable).parent / "digits"
+    client = folder / "bin" / "digits"
+    client.parent.mkdir()
+    client.write_text(
+        f"#!{sys.executable} -IS\n"
+        f"REAL = {str(real)!r}\nSOCKET = {str(socket_path)!r}\n"
+        f"OWN_PROCESS = {sorted(OWN_PROCESS)!r}\n{CLIENT}"
+    )
+    client.chmod(0o755)
+    server = subprocess.Popen(
+        [sys.executable, "-m", "tests.helpers.warm_digits", str(socket_path)],
+        cwd=Path(__file__).resolve().parents[2],
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    atexit.register(server.kill)
+    # until it has imported everything and listens, `digits` runs the real one
+    _started["bin"] = client.parent
+    return client.parent
+
+
+if __name__ == "__main__":
+    main()
