@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import http.server
 import os
 import socket
+import socketserver
 import subprocess
+import threading
 from pathlib import Path
 
 import mlflow
@@ -12,6 +15,7 @@ import pytest
 
 from digit_recognizer import tracking
 from digit_recognizer.config import MlflowConfig
+from tests.helpers.servers import free_port
 
 
 def test_queued_experiment_copies_resolve_to_the_workspace_root(tmp_path: Path) -> None:
@@ -87,3 +91,27 @@ def test_runs_left_running_by_a_killed_process_are_closed_by_the_next_run(
     assert client.get_run(orphan).info.status == "KILLED"
     assert client.get_run(alive).info.status == "RUNNING"
     assert client.get_run(other_family).info.status == "RUNNING"
+
+
+def test_a_server_is_down_when_health_does_not_answer_and_a_database_never_is(
+    mlflow_store: str,
+) -> None:
+    # given a port nothing listens on, and one that answers /health
+    closed = free_port()
+    with socketserver.TCPServer(("127.0.0.1", 0), HealthAnswer) as answering:
+        threading.Thread(target=answering.serve_forever, daemon=True).start()
+        port = answering.server_address[1]
+        # then only the silent server is down, at once (no retries); a database is never down
+        assert tracking.server_down(f"http://127.0.0.1:{closed}")
+        assert not tracking.server_down(f"http://127.0.0.1:{port}")
+        assert not tracking.server_down(mlflow_store)
+        answering.shutdown()
+
+
+class HealthAnswer(http.server.BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        self.send_response(200 if self.path == "/health" else 404)
+        self.end_headers()
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass

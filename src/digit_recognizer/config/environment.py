@@ -16,6 +16,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 TRACKING_URI_VARIABLE = "MLFLOW_TRACKING_URI"
 TRACKING_USERNAME_VARIABLE = "MLFLOW_TRACKING_USERNAME"
+# the authority a team server's certificate is checked against (a user's settings file sets it)
+CERTIFICATE_VARIABLE = "MLFLOW_TRACKING_SERVER_CERT_PATH"
 DVC_STAGE_VARIABLE = "DVC_STAGE"  # set by dvc repro / dvc exp run for the stage it runs
 EXPERIMENT_VARIABLE = "DVC_EXP_NAME"  # set by `dvc exp run` for every stage it runs
 LOCK_URL_VARIABLE = "DIGITS_REGISTRY_LOCK_URL"
@@ -34,6 +36,7 @@ class Environment(BaseSettings):
 
     tracking_uri: str = Field(default="", validation_alias=TRACKING_URI_VARIABLE)
     tracking_username: str = Field(default="", validation_alias=TRACKING_USERNAME_VARIABLE)
+    tracking_certificate: str = Field(default="", validation_alias=CERTIFICATE_VARIABLE)
     dvc_stage: str = Field(default="", validation_alias=DVC_STAGE_VARIABLE)
     dvc_experiment: str = Field(default="", validation_alias=EXPERIMENT_VARIABLE)
     # The team's lock database (a user's settings file sets it); empty: a lock file

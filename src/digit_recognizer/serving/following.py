@@ -98,12 +98,7 @@ class FollowingModel:
         self.served = served
         self._store = tracking.Store(served.tracking_uri, "", None)
         self._registry = tracking.Registry(self._store, served.name)
-        try:
-            version = self._wanted_version()
-        except RuntimeError:  # no such alias: nothing to fall back on
-            raise
-        except Exception as error:  # the store is down
-            version = self._last_served(error)
+        version = self._starting_version()
         # one attribute for the pair: a request never sees one version's number on another's model
         self._current: tuple[str, Any] = (version, self._load(version))
         self._remember(version)
@@ -121,6 +116,18 @@ class FollowingModel:
         if version is None:
             raise RuntimeError(f"registered model '{self.served.name}' has no @{self.served.alias}")
         return version
+
+    def _starting_version(self) -> str:
+        # A worker restarted while its server is down serves its copy at once, rather than
+        # after MLflow's retries (about 30 s); without a copy, the retries may outlast a restart.
+        if self._last_served_file().is_file() and tracking.server_down(self._store.uri):
+            return self._last_served(ConnectionError(f"{self._store.uri}/health does not answer"))
+        try:
+            return self._wanted_version()
+        except RuntimeError:  # no such alias: nothing to fall back on
+            raise
+        except Exception as error:  # the store is down
+            return self._last_served(error)
 
     def _last_served_file(self) -> Path:
         return Path(self.served.local_copies) / self.served.name / f"@{self.served.alias}"

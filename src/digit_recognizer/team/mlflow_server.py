@@ -11,12 +11,9 @@ import dataclasses
 import os
 import shlex
 import signal
-import ssl
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 from digit_recognizer.config import TeamServerConfig
@@ -32,25 +29,12 @@ from digit_recognizer.team.account import (
 from digit_recognizer.team.programs import last_line
 from digit_recognizer.team.state import ADMIN_USER, StatePaths, url_host
 from digit_recognizer.team.tls import ServerCertificate
+from digit_recognizer.tracking import healthy
 
 AUTHORIZATION_FUNCTION = "digit_recognizer.team.access:authenticate_team_request"
 START_SECONDS = 180
 AUTH_CACHE_SECONDS = 60
 LOCAL_NAMES = ("localhost", "127.0.0.1", "[::1]")
-
-
-def tls_context(authority: Path | None) -> ssl.SSLContext:
-    return ssl.create_default_context(cafile=str(authority) if authority else None)
-
-
-def healthy(tracking_uri: str, authority: Path | None = None) -> bool:
-    try:
-        with urllib.request.urlopen(
-            f"{tracking_uri}/health", timeout=5, context=tls_context(authority)
-        ) as response:
-            return bool(response.status == 200)
-    except (urllib.error.URLError, OSError):
-        return False
 
 
 def server_pid(paths: StatePaths) -> int | None:

@@ -30,7 +30,7 @@ from digit_recognizer.locks import file_lock, redact
 from digit_recognizer.team import postgres, roles
 from digit_recognizer.team.access import UnreadableUserList, read_users
 from digit_recognizer.team.account import hand_over, server_account
-from digit_recognizer.team.mlflow_server import healthy, server_pid, start_server, stop_server
+from digit_recognizer.team.mlflow_server import server_pid, start_server, stop_server
 from digit_recognizer.team.programs import run_program
 from digit_recognizer.team.state import (
     ADMIN_USER,
@@ -45,6 +45,7 @@ from digit_recognizer.team.state import (
 )
 from digit_recognizer.team.tls import ServerCertificate, authority_of, server_certificate
 from digit_recognizer.team.users import AUTHORITY_EXPANSION, add_user, write_client_settings
+from digit_recognizer.tracking import healthy
 
 
 @dataclass(frozen=True)

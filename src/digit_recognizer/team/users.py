@@ -10,12 +10,12 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from digit_recognizer.config import MlflowConfig
+from digit_recognizer.config.environment import CERTIFICATE_VARIABLE
 from digit_recognizer.errors import UserError
 from digit_recognizer.files import write_private_text
 from digit_recognizer.team.state import ADMIN_USER, Permission
 from digit_recognizer.tracking import Registry, Store, activate
 
-CERTIFICATE_VARIABLE = "MLFLOW_TRACKING_SERVER_CERT_PATH"
 AUTHORITY_EXPANSION = "${digits_ca}"  # where the settings file saved the team's authority
 
 

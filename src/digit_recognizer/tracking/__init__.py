@@ -46,7 +46,9 @@ from digit_recognizer.tracking.runs import (
 from digit_recognizer.tracking.store import (
     Store,
     activate,
+    healthy,
     project_root,
+    server_down,
     tracking_uri,
     unreachable_server,
 )
@@ -72,6 +74,7 @@ __all__ = [
     "describe_run",
     "download_keras_model",
     "find_run",
+    "healthy",
     "lineage_tags",
     "load_pyfunc",
     "load_run_dict",
@@ -87,6 +90,7 @@ __all__ = [
     "process_tags",
     "project_root",
     "run",
+    "server_down",
     "set_tags",
     "tracking_uri",
     "unreachable_server",

@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import os
 import re
+import ssl
+import urllib.error
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -82,6 +85,30 @@ def _what_failed(text: str) -> tuple[str, str]:
     if "refused" in text.lower():
         return "connection refused", start
     return "no answer", start
+
+
+def tls_context(authority: Path | None) -> ssl.SSLContext:
+    return ssl.create_default_context(cafile=str(authority) if authority else None)
+
+
+def healthy(tracking_uri: str, authority: Path | None = None) -> bool:
+    """Whether an MLflow server answers /health at once: one request, no retries."""
+    try:
+        with urllib.request.urlopen(
+            f"{tracking_uri}/health", timeout=5, context=tls_context(authority)
+        ) as response:
+            return bool(response.status == 200)
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def server_down(tracking_uri: str) -> bool:
+    """A tracking server (http or https) that does not answer /health; a database or a
+    folder is never "down" here (opening it says what is wrong)."""
+    if not tracking_uri.startswith(("http://", "https://")):
+        return False
+    certificate = environment().tracking_certificate
+    return not healthy(tracking_uri, Path(certificate) if certificate else None)
 
 
 def unreachable_server(error: BaseException) -> str | None:
