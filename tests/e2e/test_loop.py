@@ -21,6 +21,7 @@ from tests.e2e.test_serving import request_with_headers, split_payload, start, s
 from tests.helpers.pipeline import commit_all, git_copy_with_tiny_data, ran_stages, run
 from tests.helpers.project import synthetic_digits
 from tests.helpers.servers import free_port
+from tests.helpers.warm_digits import warm_bin
 
 DIGITS = [sys.executable, "-m", "digit_recognizer.cli"]
 
@@ -47,8 +48,13 @@ def answer(base: str, pixels: np.ndarray) -> tuple[list[str], np.ndarray, str]:
 
 
 def digits(folder: Path, environment: dict[str, str], *arguments: str) -> tuple[int, str]:
+    # by its path: cron's PATH below has no digits
     result = subprocess.run(
-        [*DIGITS, *arguments], cwd=folder, env=environment, capture_output=True, text=True
+        [str(warm_bin() / "digits"), *arguments],
+        cwd=folder,
+        env=environment,
+        capture_output=True,
+        text=True,
     )
     return result.returncode, result.stdout + result.stderr
 

@@ -6,8 +6,10 @@ forks a child per `digits` command; a `digits` on PATH before the environment's 
 child its arguments, working directory, environment and standard streams, relays signals to it
 and exits with its status. The child runs the same `digit_recognizer.cli.main` a fresh process
 would, after the same environment is in place (thread budgets are read by TensorFlow when it
-first runs, not when it is imported). Commands that must be a process of their own (servers a
-test kills or restarts), another user's, or another network namespace's run the real `digits`.
+first runs, not when it is imported). Its interpreter is named as this folder's `python`, so the
+pipelines it starts (a study's queue, a retrain) find this `digits` beside it and start warm too.
+Commands that must be a process of their own (servers a test kills or restarts), another
+user's, or another network namespace's run the real `digits`.
 """
 
 from __future__ import annotations
@@ -65,7 +67,7 @@ sys.exit(int(status) if status else 128 + signal.SIGKILL)
 """
 
 
-def _serve_forever(listener: socket.socket) -> None:
+def _serve_forever(listener: socket.socket, python: str) -> None:
     netns = os.readlink("/proc/self/ns/net")
     while True:
         connection, _ = listener.accept()
@@ -80,7 +82,7 @@ def _serve_forever(listener: socket.socket) -> None:
             connection.sendall(b"refused\n")
         elif os.fork() == 0:
             listener.close()
-            _run_child(connection, descriptors, request)
+            _run_child(connection, descriptors, request, python)
         for descriptor in descriptors:
             os.close(descriptor)
         connection.close()
@@ -109,7 +111,9 @@ def _receive(connection: socket.socket) -> tuple[bytes, list[int]]:
     return body, list(descriptors)
 
 
-def _run_child(connection: socket.socket, descriptors: list[int], request: dict) -> None:
+def _run_child(
+    connection: socket.socket, descriptors: list[int], request: dict, python: str
+) -> None:
     for target, descriptor in enumerate(descriptors):
         os.dup2(descriptor, target)
         os.close(descriptor)
@@ -117,6 +121,9 @@ def _run_child(connection: socket.socket, descriptors: list[int], request: dict)
     os.environ.clear()
     os.environ.update(request["environ"])
     sys.argv = ["digits", *request["argv"]]
+    # digits runs the programs beside its interpreter (dvc, and digits for DVC's stages): the
+    # warm folder's, so the stages of a pipeline it starts (a study, a retrain) start warm too
+    sys.executable = python
     for number in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGCHLD):
         signal.signal(number, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.default_int_handler)
@@ -158,7 +165,7 @@ def _import_libraries() -> None:
 
 
 def main() -> None:
-    socket_path = sys.argv[1]
+    socket_path, python = sys.argv[1:3]
     # ends with the test process that started it, however that ends (not passed to children)
     ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
     _import_libraries()
@@ -166,10 +173,30 @@ def main() -> None:
     listener.bind(socket_path + ".tmp")
     os.rename(socket_path + ".tmp", socket_path)
     listener.listen(64)
-    _serve_forever(listener)
+    _serve_forever(listener, python)
 
 
 _started: dict[str, Path] = {}
+
+
+def _write_bin(folder: Path, socket_path: Path) -> None:
+    """The environment's programs, but `digits` the warm one and `python` the environment's
+    under this folder's name."""
+    environment_bin = Path(sys.executable).parent
+    folder.mkdir()
+    for program in environment_bin.iterdir():
+        if program.name == "digits":
+            (folder / "digits").write_text(
+                f"#!{sys.executable} -IS\n"
+                f"REAL = {str(program)!r}\nSOCKET = {str(socket_path)!r}\n"
+                f"OWN_PROCESS = {sorted(OWN_PROCESS)!r}\n{CLIENT}"
+            )
+            (folder / "digits").chmod(0o755)
+        elif program.name.startswith("python"):
+            (folder / program.name).write_text(f'#!/bin/sh\nexec {sys.executable} "$@"\n')
+            (folder / program.name).chmod(0o755)
+        else:
+            (folder / program.name).symlink_to(program)
 
 
 def warm_bin() -> Path:
@@ -178,25 +205,23 @@ def warm_bin() -> Path:
         return _started["bin"]
     folder = Path(tempfile.mkdtemp(prefix="warm-digits-"))
     socket_path = folder / "digits.sock"
-    real = Path(sys.executable).parent / "digits"
-    client = folder / "bin" / "digits"
-    client.parent.mkdir()
-    client.write_text(
-        f"#!{sys.executable} -IS\n"
-        f"REAL = {str(real)!r}\nSOCKET = {str(socket_path)!r}\n"
-        f"OWN_PROCESS = {sorted(OWN_PROCESS)!r}\n{CLIENT}"
-    )
-    client.chmod(0o755)
+    _write_bin(folder / "bin", socket_path)
     server = subprocess.Popen(
-        [sys.executable, "-m", "tests.helpers.warm_digits", str(socket_path)],
+        [
+            sys.executable,
+            "-m",
+            "tests.helpers.warm_digits",
+            str(socket_path),
+            str(folder / "bin" / "python"),
+        ],
         cwd=Path(__file__).resolve().parents[2],
         stdin=subprocess.DEVNULL,
         start_new_session=True,
     )
     atexit.register(server.kill)
     # until it has imported everything and listens, `digits` runs the real one
-    _started["bin"] = client.parent
-    return client.parent
+    _started["bin"] = folder / "bin"
+    return folder / "bin"
 
 
 if __name__ == "__main__":
