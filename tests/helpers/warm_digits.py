@@ -8,17 +8,20 @@ and exits with its status. The child runs the same `digit_recognizer.cli.main` a
 would, after the same environment is in place (thread budgets are read by TensorFlow when it
 first runs, not when it is imported). Its interpreter is named as this folder's `python`, so the
 pipelines it starts (a study's queue, a retrain) find this `digits` beside it and start warm too.
-Commands that must be a process of their own (servers a test kills or restarts), another
-user's, or another network namespace's run the real `digits`.
+Each machine (network namespace) has its own server. Commands that must be a process of their
+own (servers a test kills or restarts), another user's, or those of a namespace without a
+server run the real `digits`.
 """
 
 from __future__ import annotations
 
 import array
 import atexit
+import contextlib
 import ctypes
 import json
 import os
+import shutil
 import signal
 import socket
 import struct
@@ -27,6 +30,7 @@ import sys
 import tempfile
 import threading
 import traceback
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 # Commands a test may signal or kill as a process of its own, or which outlive the command.
@@ -42,14 +46,14 @@ def real():
 arguments = sys.argv[1:]
 if not arguments or arguments[0] in OWN_PROCESS:
     real()
+netns = os.readlink("/proc/self/ns/net")
 connection = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
 try:
-    connection.connect(SOCKET)
+    connection.connect(os.path.join(SOCKETS, netns.strip("net:[]")))
 except OSError:
     real()
 request = json.dumps({
-    "argv": arguments, "cwd": os.getcwd(), "environ": dict(os.environ),
-    "netns": os.readlink("/proc/self/ns/net"),
+    "argv": arguments, "cwd": os.getcwd(), "environ": dict(os.environ), "netns": netns,
 }).encode()
 connection.sendmsg(
     [struct.pack("!I", len(request)), request],
@@ -165,30 +169,32 @@ def _import_libraries() -> None:
 
 
 def main() -> None:
-    socket_path, python = sys.argv[1:3]
+    sockets, python = sys.argv[1:3]
     # ends with the test process that started it, however that ends (not passed to children)
     ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
     _import_libraries()
+    # one server per network namespace (a machine): a command finds its own by its namespace
+    socket_path = Path(sockets) / os.readlink("/proc/self/ns/net").strip("net:[]")
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    listener.bind(socket_path + ".tmp")
-    os.rename(socket_path + ".tmp", socket_path)
+    listener.bind(f"{socket_path}.tmp")
+    os.rename(f"{socket_path}.tmp", socket_path)
     listener.listen(64)
     _serve_forever(listener, python)
 
 
-_started: dict[str, Path] = {}
+WARM = Path(tempfile.gettempdir()) / f"warm-digits-{os.getpid()}"
 
 
-def _write_bin(folder: Path, socket_path: Path) -> None:
+def _write_bin(folder: Path) -> None:
     """The environment's programs, but `digits` the warm one and `python` the environment's
     under this folder's name."""
     environment_bin = Path(sys.executable).parent
-    folder.mkdir()
+    folder.mkdir(parents=True)
     for program in environment_bin.iterdir():
         if program.name == "digits":
             (folder / "digits").write_text(
                 f"#!{sys.executable} -IS\n"
-                f"REAL = {str(program)!r}\nSOCKET = {str(socket_path)!r}\n"
+                f"REAL = {str(program)!r}\nSOCKETS = {str(WARM / 'sockets')!r}\n"
                 f"OWN_PROCESS = {sorted(OWN_PROCESS)!r}\n{CLIENT}"
             )
             (folder / "digits").chmod(0o755)
@@ -199,29 +205,47 @@ def _write_bin(folder: Path, socket_path: Path) -> None:
             (folder / program.name).symlink_to(program)
 
 
-def warm_bin() -> Path:
-    """A folder whose `digits` runs on the warm server (started on first use, per process)."""
-    if "bin" in _started:
-        return _started["bin"]
-    folder = Path(tempfile.mkdtemp(prefix="warm-digits-"))
-    socket_path = folder / "digits.sock"
-    _write_bin(folder / "bin", socket_path)
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "tests.helpers.warm_digits",
-            str(socket_path),
-            str(folder / "bin" / "python"),
-        ],
+def _start_server(machine: Callable[[list[str]], list[str]]) -> subprocess.Popen[bytes]:
+    """A warm server on ``machine`` (which wraps a command to run it there); until it has
+    imported everything and listens, `digits` there runs the real one."""
+    return subprocess.Popen(
+        machine(
+            [
+                sys.executable,
+                "-m",
+                "tests.helpers.warm_digits",
+                str(WARM / "sockets"),
+                str(WARM / "bin" / "python"),
+            ]
+        ),
         cwd=Path(__file__).resolve().parents[2],
         stdin=subprocess.DEVNULL,
         start_new_session=True,
     )
-    atexit.register(server.kill)
-    # until it has imported everything and listens, `digits` runs the real one
-    _started["bin"] = folder / "bin"
-    return folder / "bin"
+
+
+def warm_bin() -> Path:
+    """A folder whose `digits` runs on this machine's warm server, started on first use (one
+    per test process)."""
+    if not (WARM / "bin").exists():
+        shutil.rmtree(WARM, ignore_errors=True)  # a folder a killed run of this pid left
+        _write_bin(WARM / "bin")
+        (WARM / "sockets").mkdir()
+        atexit.register(_start_server(lambda command: command).kill)
+        atexit.register(shutil.rmtree, WARM, ignore_errors=True)
+    return WARM / "bin"
+
+
+@contextlib.contextmanager
+def warm_server_on(machine: Callable[[list[str]], list[str]]) -> Iterator[None]:
+    """A warm server on another machine (a network namespace) while the block runs."""
+    warm_bin()
+    server = _start_server(machine)
+    try:
+        yield
+    finally:
+        server.kill()
+        server.wait()
 
 
 if __name__ == "__main__":

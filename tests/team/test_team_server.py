@@ -41,6 +41,7 @@ from tests.helpers.accounts import server_account_let_through
 from tests.helpers.pipeline import STAGES, commit_all, git_copy_with_tiny_data, ran_stages, run
 from tests.helpers.registry import register_candidate
 from tests.helpers.servers import free_port
+from tests.helpers.warm_digits import warm_bin, warm_server_on
 
 MODEL = "digit-recognizer"
 
@@ -211,7 +212,7 @@ def log_tail(log: Path, lines: int = 40) -> str:
 def sourced(settings: Path, home: Path) -> dict[str, str]:
     """A fresh login's environment after ``source settings`` (only PATH and HOME before)."""
     home.mkdir(parents=True, exist_ok=True)
-    bare = {"PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    bare = {"PATH": os.pathsep.join((str(warm_bin()), os.environ["PATH"]))}
     bare |= {"HOME": str(home), "LANG": "C.UTF-8"}
     printed = subprocess.run(
         ["bash", "-c", 'source "$1" && env -0', "bash", str(settings)],
@@ -350,7 +351,11 @@ def team(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TeamScenario]:
     # address with a namespace, as the README says), and a state folder that PostgreSQL's own
     # user can reach when the tests run as root
     folder = tmp_path_factory.mktemp("team")
-    with two_machines() as machines, server_account_let_through():
+    with (
+        two_machines() as machines,
+        server_account_let_through(),
+        warm_server_on(machines.teammate) if machines.namespace else contextlib.nullcontext(),
+    ):
         state = Path(tempfile.mkdtemp(prefix="digits-team-server-", dir="/tmp"))
         state.chmod(0o711)
         project = folder / "project"
