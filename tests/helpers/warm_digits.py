@@ -76,17 +76,21 @@ def _serve_forever(listener: socket.socket, python: str) -> None:
     while True:
         connection, _ = listener.accept()
         _reap()
-        header, descriptors = _receive(connection)
-        request = json.loads(header)
-        peer_uid = struct.unpack(
-            "3i",
-            connection.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i")),
-        )[1]
-        if request["netns"] != netns or peer_uid != os.getuid():
-            connection.sendall(b"refused\n")
-        elif os.fork() == 0:
-            listener.close()
-            _run_child(connection, descriptors, request, python)
+        descriptors: list[int] = []
+        try:  # a client that went away mid-request costs its request, never the server
+            header, descriptors = _receive(connection)
+            request = json.loads(header)
+            peer_uid = struct.unpack(
+                "3i",
+                connection.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i")),
+            )[1]
+            if request["netns"] != netns or peer_uid != os.getuid():
+                connection.sendall(b"refused\n")
+            elif os.fork() == 0:
+                listener.close()
+                _run_child(connection, descriptors, request, python)
+        except (OSError, ValueError) as error:
+            print(f"warm digits: a request failed: {error}", file=sys.stderr, flush=True)
         for descriptor in descriptors:
             os.close(descriptor)
         connection.close()
@@ -111,43 +115,49 @@ def _receive(connection: socket.socket) -> tuple[bytes, list[int]]:
     (size,) = struct.unpack("!I", size_bytes)
     body = b""
     while len(body) < size:
-        body += connection.recv(size - len(body))
+        received = connection.recv(size - len(body))
+        if not received:
+            raise ConnectionError("the client went away")
+        body += received
     return body, list(descriptors)
 
 
 def _run_child(
     connection: socket.socket, descriptors: list[int], request: dict, python: str
 ) -> None:
-    for target, descriptor in enumerate(descriptors):
-        os.dup2(descriptor, target)
-        os.close(descriptor)
-    os.chdir(request["cwd"])
-    os.environ.clear()
-    os.environ.update(request["environ"])
-    sys.argv = ["digits", *request["argv"]]
-    # digits runs the programs beside its interpreter (dvc, and digits for DVC's stages): the
-    # warm folder's, so the stages of a pipeline it starts (a study, a retrain) start warm too
-    sys.executable = python
-    for number in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGCHLD):
-        signal.signal(number, signal.SIG_DFL)
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    connection.sendall(f"{os.getpid()}\n".encode())
-    from digit_recognizer.cli import main
-
+    """The command, in the forked child; never returns (the child must not serve)."""
+    status = 1
     try:
+        for target, descriptor in enumerate(descriptors):
+            os.dup2(descriptor, target)
+            os.close(descriptor)
+        os.chdir(request["cwd"])
+        os.environ.clear()
+        os.environ.update(request["environ"])
+        sys.argv = ["digits", *request["argv"]]
+        # digits runs the programs beside its interpreter (dvc, and digits for DVC's stages):
+        # the warm folder's, so the stages of a pipeline it starts (a study, a retrain) are warm
+        sys.executable = python
+        for number in (signal.SIGTERM, signal.SIGHUP, signal.SIGCHLD):
+            signal.signal(number, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        connection.sendall(f"{os.getpid()}\n".encode())
+        from digit_recognizer.cli import main
+
         status = main(request["argv"])
     except SystemExit as exit_:
         status = exit_.code if isinstance(exit_.code, int) else 1
     except BaseException:
         traceback.print_exc()
-        status = 1
-    # what a normal interpreter exit does: wait for threads, run atexit (MLflow ends its runs)
-    threading._shutdown()  # type: ignore[attr-defined]
-    atexit._run_exitfuncs()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    connection.sendall(f"{status}\n".encode())
-    os._exit(status)
+    finally:
+        # what a normal interpreter exit does: wait for threads, run atexit (MLflow ends runs)
+        threading._shutdown()  # type: ignore[attr-defined]
+        atexit._run_exitfuncs()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        with contextlib.suppress(OSError):
+            connection.sendall(f"{status}\n".encode())
+        os._exit(status)
 
 
 def _import_libraries() -> None:
