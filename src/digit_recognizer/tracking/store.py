@@ -87,15 +87,13 @@ def _what_failed(text: str) -> tuple[str, str]:
     return "no answer", start
 
 
-def tls_context(authority: Path | None) -> ssl.SSLContext:
-    return ssl.create_default_context(cafile=str(authority) if authority else None)
-
-
 def healthy(tracking_uri: str, authority: Path | None = None) -> bool:
     """Whether an MLflow server answers /health at once: one request, no retries."""
     try:
         with urllib.request.urlopen(
-            f"{tracking_uri}/health", timeout=5, context=tls_context(authority)
+            f"{tracking_uri}/health",
+            timeout=5,
+            context=ssl.create_default_context(cafile=str(authority) if authority else None),
         ) as response:
             return bool(response.status == 200)
     except (urllib.error.URLError, OSError):
