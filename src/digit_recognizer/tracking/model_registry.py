@@ -55,6 +55,11 @@ class Registry:
         self.name = name
         self.store = store
         self._client = mlflow.MlflowClient(store.uri)
+        # Writes go to MLflow's registry client, under MlflowClient's check that the model is
+        # no GenAI prompt: that check reads the whole registered model (every version) before
+        # each write, most of a champion move's time once a model has many versions. Ours is
+        # never a prompt.
+        self._writes = self._client._get_registry_client()
         self._experiment: str | None = None
         # called right before an alias moves: the promotion lock's holder confirms it holds it
         self.move_guard: Callable[[], None] = lambda: None
@@ -106,19 +111,19 @@ class Registry:
 
     def set_alias(self, alias: str, version: str) -> None:
         self.move_guard()
-        self._client.set_registered_model_alias(self.name, alias, version)
+        self._writes.set_registered_model_alias(self.name, alias, version)
 
     def delete_alias(self, alias: str) -> None:
         self.move_guard()
-        self._client.delete_registered_model_alias(self.name, alias)
+        self._writes.delete_registered_model_alias(self.name, alias)
 
     def tag_version(
         self, version: str, tags: Mapping[str, str], description: str | None = None
     ) -> None:
         for key, value in tags.items():
-            self._client.set_model_version_tag(self.name, version, key, value)
+            self._writes.set_model_version_tag(self.name, version, key, value)
         if description is not None:
-            self._client.update_model_version(self.name, version, description=description)
+            self._writes.update_model_version(self.name, version, description)
 
     def description(self, version: str) -> str:
         return str(self._client.get_model_version(self.name, version).description or "")
@@ -132,7 +137,7 @@ class Registry:
             return None
 
     def set_model_tag(self, key: str, value: str) -> None:
-        self._client.set_registered_model_tag(self.name, key, value)
+        self._writes.set_registered_model_tag(self.name, key, value)
 
     def record_move(self, move_id: str, tags: Mapping[str, str], retried: bool) -> None:
         """One move of the champion as a finished run in the project's experiment (the full
