@@ -92,6 +92,7 @@ def test_a_worker_killed_while_the_store_is_down_comes_back_with_the_served_vers
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        env={**os.environ, **tracking.SERVER_ENVIRONMENT},
         start_new_session=True,
     )
     wait_for(f"http://127.0.0.1:{store_port}/health", store_server)

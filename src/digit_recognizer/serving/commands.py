@@ -172,15 +172,19 @@ def serve_command(params: Params, root: Path, version: str | None, port: int) ->
 def ui_command(params: Params, root: Path, port: int) -> ServerCommand:
     store = tracking.Store.for_project(params.mlflow, root)
     experiment_id = tracking.activate(store)  # creates them in a fresh checkout
-    argv = [program("mlflow"), "ui", "-h", params.serve.host]
-    argv += ["-p", str(port)]
+    # one worker: the UI is one person's (MLflow's default of four took twice as long to start)
+    argv = [program("mlflow"), "ui", "-h", params.serve.host, "-p", str(port), "--workers", "1"]
     if store.artifact_location:
         argv += ["--default-artifact-root", store.artifact_location]
     # the store's URI (a postgresql:// one holds a password) by environment: ps shows argv,
     # and run_server prints it
     return ServerCommand(
         argv,
-        {**_environment(store), "MLFLOW_BACKEND_STORE_URI": store.uri},
+        {
+            **_environment(store),
+            **tracking.SERVER_ENVIRONMENT,
+            "MLFLOW_BACKEND_STORE_URI": store.uri,
+        },
         ui_page(params.serve.host, port, experiment_id),
     )
 

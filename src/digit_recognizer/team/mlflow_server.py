@@ -29,7 +29,7 @@ from digit_recognizer.team.account import (
 from digit_recognizer.team.programs import last_line
 from digit_recognizer.team.state import ADMIN_USER, StatePaths, url_host
 from digit_recognizer.team.tls import ServerCertificate
-from digit_recognizer.tracking import healthy
+from digit_recognizer.tracking import SERVER_ENVIRONMENT, healthy
 
 AUTHORIZATION_FUNCTION = "digit_recognizer.team.access:authenticate_team_request"
 START_SECONDS = 180
@@ -120,9 +120,7 @@ def start_server(
         "MLFLOW_FLASK_SERVER_SECRET_KEY": keys["flask_secret_key"],
         "MLFLOW_BACKEND_STORE_URI": database_url,  # not an argument: ps would show it
         READ_USERS_VARIABLE: str(paths.read_users),
-        # MLflow 3 also starts seven job consumers for GenAI features this project never
-        # uses; on 2 cores their start-up and polling competed with training.
-        "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
+        **SERVER_ENVIRONMENT,
     }
     if not config.artifacts_destination:
         paths.artifacts.mkdir(mode=0o700, exist_ok=True)

@@ -44,6 +44,7 @@ from digit_recognizer.tracking.runs import (
     set_tags,
 )
 from digit_recognizer.tracking.store import (
+    SERVER_ENVIRONMENT,
     Store,
     activate,
     healthy,
@@ -62,6 +63,7 @@ __all__ = [
     "PREDICTIONS_ARTIFACT",
     "PROCESS_TAG",
     "ROBUSTNESS_PREDICTIONS_ARTIFACT",
+    "SERVER_ENVIRONMENT",
     "ChildRuns",
     "LoggedModel",
     "Registry",

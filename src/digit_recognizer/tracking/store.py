@@ -87,6 +87,12 @@ def _what_failed(text: str) -> tuple[str, str]:
     return "no answer", start
 
 
+# For every `mlflow server` or `mlflow ui` this project starts: MLflow 3 also starts a job
+# runner and seven job consumers for GenAI features the project never uses, processes whose
+# start-up and polling competed with training on 2 cores (and doubled a UI's start-up time).
+SERVER_ENVIRONMENT = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+
+
 def healthy(tracking_uri: str, authority: Path | None = None) -> bool:
     """Whether an MLflow server answers /health at once: one request, no retries."""
     try:
