@@ -35,7 +35,9 @@ def postgres_url() -> Iterator[str]:
         check=True,
         capture_output=True,
     )
-    options = f"-p {port} -k {folder} -c listen_addresses=127.0.0.1"
+    # a throwaway cluster: nothing in it must survive a crash, so no commit waits for the disk
+    durability = "-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+    options = f"-p {port} -k {folder} -c listen_addresses=127.0.0.1 {durability}"
     control = [str(programs / "pg_ctl"), "-D", str(cluster), "-w"]
     # a log file, not a pipe: the server would hold a captured pipe open and run() never return
     server_log = ["-l", str(folder / "server.log")]
