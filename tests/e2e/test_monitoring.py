@@ -136,6 +136,7 @@ def test_sigterm_writes_every_queued_record(
 ) -> None:
     # given a server whose log would not write for a minute on its own
     serve_params("monitoring", flush_seconds=60.0, batch_size=100_000)
+    serve_params(workers=2)
     base, process = serve_new_champion(project, tmp_path, monkeypatch)
     rows = np.random.default_rng(0).integers(0, 256, (20, 784)).tolist()
     try:

@@ -61,8 +61,9 @@ def run_queued_side_by_side(
     """Queue two MLP trainings and run them with two queue workers; their names."""
     names = (f"ann-epochs-{epochs[0]}", f"ann-epochs-{epochs[1]}")
     for epoch_count, name in zip(epochs, names, strict=True):
-        setting = f"train.ann.max_epochs={epoch_count}"
-        run(["dvc", "exp", "run", "--queue", "--name", name, "-S", setting], folder, environment)
+        settings = ["-S", f"train.ann.max_epochs={epoch_count}"]
+        settings += ["-S", "compute.threads=auto"]  # the project's default (tests pin one)
+        run(["dvc", "exp", "run", "--queue", "--name", name, *settings], folder, environment)
     run(["dvc", "queue", "start", "-j", "2"], folder, environment)
     deadline = time.monotonic() + QUEUE_TIMEOUT_SECONDS
     while not queue_finished(folder, environment):
