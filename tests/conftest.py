@@ -58,9 +58,12 @@ def mlflow_store(tmp_path_factory: pytest.TempPathFactory) -> str:
 @pytest.fixture
 def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mlflow_store: str) -> Iterator[Path]:
     """A project folder with tiny data tracked by data.dvc, and params, as the working directory."""
+    import mlflow
+
     write_tiny_project(tmp_path)
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_store)
+    mlflow.set_tracking_uri(mlflow_store)  # not the store an earlier test in this process set
     yield tmp_path
 
 

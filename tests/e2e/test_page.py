@@ -160,6 +160,7 @@ def test_digits_drawn_with_the_mouse_are_read_and_the_version_is_shown(page_url:
 
 @pytest.mark.slow
 @pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (make test installs it)")
+@pytest.mark.usefixtures("prepared_project")
 def test_the_link_digits_ui_prints_opens_on_the_training_runs_and_their_data(
     project: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -172,7 +173,6 @@ def test_the_link_digits_ui_prints_opens_on_the_training_runs_and_their_data(
 
     # given the project's store with a training run that logged its data, as train does
     monkeypatch.delenv("MLFLOW_TRACKING_URI")
-    assert main(["prepare"]) == 0
     params = load_params(Path("params.yaml"))
     store = tracking.Store.for_project(params.mlflow, project)
     prepared = Path(params.paths.prepared_dir)

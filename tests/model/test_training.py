@@ -91,11 +91,10 @@ def test_training_run_is_tracked_and_registers_a_kaggle_model(tuned_project: Pat
         model.predict(rows)
 
 
+@pytest.mark.usefixtures("prepared_project")
 def test_train_without_tuned_hyperparameters_fails_clearly(
     project: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert main(["prepare"]) == 0
-    assert main(["split-feedback"]) == 0
     assert main(["train", "cnn"]) == 2
     error = capsys.readouterr().err
     assert "hyperparameters/cnn.json: not found; run the tune stage first" in error

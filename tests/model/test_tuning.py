@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import yaml
 
+from digit_recognizer import tracking
 from digit_recognizer.cli import main
 from digit_recognizer.config import load_params
 from digit_recognizer.data.kaggle_csv import DigitTable
@@ -45,9 +46,8 @@ def tune_parents(family: str) -> list[mlflow.entities.Run]:
     return [run for run in runs if "mlflow.parentRunId" not in run.data.tags]
 
 
+@pytest.mark.usefixtures("prepared_project")
 def test_search_logs_a_parent_with_one_nested_run_per_trial(project: Path) -> None:
-    # given prepared tiny data
-    assert main(["prepare"]) == 0
     # when the ANN search runs
     assert main(["tune", "ann"]) == 0
     # then the parent holds the best hyperparameters, and each trial is a finished child run
@@ -67,8 +67,8 @@ def test_search_logs_a_parent_with_one_nested_run_per_trial(project: Path) -> No
 
 
 @pytest.mark.slow  # two whole searches, about 30 s
+@pytest.mark.usefixtures("prepared_project")
 def test_same_seed_gives_the_same_trials(project: Path) -> None:
-    assert main(["prepare"]) == 0
     assert main(["tune", "cnn"]) == 0
     first = Path("reports/tuning/cnn_trials.csv").read_text()
     for path in Path("tuning/cnn").iterdir():
@@ -77,11 +77,11 @@ def test_same_seed_gives_the_same_trials(project: Path) -> None:
     assert Path("reports/tuning/cnn_trials.csv").read_text() == first
 
 
+@pytest.mark.usefixtures("prepared_project")
 def test_a_search_where_every_trial_crashes_fails_clearly(
     project: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     # given training labels that make every fit crash (like a missing module once did)
-    assert main(["prepare"]) == 0
     train = load_split(Path("prepared"), "train")
     assert train.labels is not None
     save_split(Path("prepared/train.npz"), DigitTable(train.images, train.labels + 50))
@@ -99,33 +99,33 @@ def test_a_search_where_every_trial_crashes_fails_clearly(
     assert not Path("hyperparameters/ann.json").exists()
 
 
+@pytest.mark.usefixtures("prepared_project")
 def test_a_space_that_cannot_build_is_refused(
     project: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     params = yaml.safe_load(Path("params.yaml").read_text())
     params["tune"]["cnn"]["space"]["conv_blocks"] = [6]  # six poolings do not fit 28x28
     Path("params.yaml").write_text(yaml.safe_dump(params))
-    assert main(["prepare"]) == 0
     assert main(["tune", "cnn"]) == 2
     error = capsys.readouterr().err.strip()
     assert "the search space does not build a model" in error and "\n" not in error
     assert tune_parents("cnn")[0].info.status == "FAILED"
 
 
-def prepare_four_trial_search() -> None:
-    """The project's ANN search as four random trials (units 8 to 64), its data prepared."""
+def four_trial_search() -> None:
+    """The project's ANN search as four random trials (units 8 to 64)."""
     params = yaml.safe_load(Path("params.yaml").read_text())
     params["tune"]["tuner"] = "random"
     params["tune"]["ann"]["budget"]["max_trials"] = 4
     params["tune"]["ann"]["space"]["units"] = [8, 16, 32, 64]
     Path("params.yaml").write_text(yaml.safe_dump(params))
-    assert main(["prepare"]) == 0
 
 
 @pytest.mark.slow
+@pytest.mark.usefixtures("prepared_project")
 def test_killed_search_resumes_without_repeating_or_duplicating_trials(project: Path) -> None:
     # given a search with several trials
-    prepare_four_trial_search()
+    four_trial_search()
     environment = {**os.environ, "PYTHONPATH": str(REPOSITORY / "src")}
     # when it is killed (SIGKILL: no clean-up at all) after its first trial
     process = subprocess.Popen(
@@ -168,8 +168,8 @@ def test_killed_search_resumes_without_repeating_or_duplicating_trials(project: 
     assert parents[0].info.status == "FINISHED"
 
 
+@pytest.mark.usefixtures("prepared_project")
 def test_changed_space_starts_a_fresh_search(project: Path) -> None:
-    assert main(["prepare"]) == 0
     assert main(["tune", "ann"]) == 0
     before = {path.name for path in Path("tuning/ann").iterdir()}
     params = yaml.safe_load(Path("params.yaml").read_text())
@@ -182,9 +182,9 @@ def test_changed_space_starts_a_fresh_search(project: Path) -> None:
     assert load_params(Path("params.yaml")).tune.ann.space.units == [24]
 
 
+@pytest.mark.usefixtures("prepared_project")
 def test_a_space_typo_keeps_the_saved_search(project: Path) -> None:
     # given a finished search
-    assert main(["prepare"]) == 0
     assert main(["tune", "cnn"]) == 0
     saved = sorted(Path("tuning/cnn").iterdir())
     # when params.yaml gets a space that cannot build a model
@@ -201,13 +201,13 @@ def test_a_space_typo_keeps_the_saved_search(project: Path) -> None:
     assert sorted(Path("tuning/cnn").iterdir()) == saved
 
 
+@pytest.mark.usefixtures("prepared_project")
 def test_a_search_resumed_on_another_thread_budget_keeps_its_run(project: Path) -> None:
     # given a search run on one thread (as under `dvc queue start -j 2`), with a seed of its
     # own so that no other test's search in the session store is resumed
     params = yaml.safe_load(Path("params.yaml").read_text())
     params["seed"], params["compute"]["threads"] = 7, 1
     Path("params.yaml").write_text(yaml.safe_dump(params))
-    assert main(["prepare"]) == 0
     assert main(["tune", "ann"]) == 0
     # when the same search runs again on two threads
     params["compute"]["threads"] = 2
@@ -219,11 +219,11 @@ def test_a_search_resumed_on_another_thread_budget_keeps_its_run(project: Path) 
     assert "threads=2" in parent.data.tags["resumed_with"]
 
 
+@pytest.mark.usefixtures("prepared_project")
 def test_a_search_no_better_than_chance_fails_the_stage(
     project: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     # given labels that carry no information about the images
-    assert main(["prepare"]) == 0
     for split in ("train", "validation"):
         table = load_split(Path("prepared"), split)
         assert table.labels is not None
@@ -279,13 +279,16 @@ def test_a_trial_orphaned_by_a_kill_is_run_again(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.usefixtures("prepared_project")
 def test_distributed_search_nests_every_workers_trials_under_the_chiefs_run(
     project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # given a store of its own (the kill test's search has the same fingerprint), a search of
-    # four trials, and Keras Tuner's variables for a chief and two workers
+    # given a store of its own (the kill test's search has the same fingerprint) made by the
+    # stages before, a search of four trials, and Keras Tuner's variables for a chief and two
+    # workers
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'distributed.db'}")
-    prepare_four_trial_search()
+    tracking.activate(tracking.Store.for_project(load_params(Path("params.yaml")).mlflow, project))
+    four_trial_search()
     base = {
         **os.environ,
         "PYTHONPATH": str(REPOSITORY / "src"),
