@@ -8,7 +8,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
@@ -38,6 +37,7 @@ from tests.helpers.project import (
     write_tiny_data,
 )
 from tests.helpers.registry import Candidate, register_candidate
+from tests.helpers.warm_digits import warm_bin
 
 
 @pytest.fixture(scope="session")
@@ -375,10 +375,10 @@ def test_racing_promotions_in_separate_processes_keep_one_champion_and_full_hist
     versions = [
         register_candidate(registry_project, "cnn", range(step)).version for step in range(4)
     ]
-    # when four processes promote at the same moment
+    # when four processes promote at the same moment (each a process of its own, forked warm)
     environment = {
         **os.environ,
-        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        "PATH": os.pathsep.join((str(warm_bin()), os.environ["PATH"])),
     }
     processes = [
         subprocess.Popen(
