@@ -55,14 +55,17 @@ class Registry:
         self.name = name
         self.store = store
         self._client = mlflow.MlflowClient(store.uri)
-        # Writes go to MLflow's registry client, under MlflowClient's check that the model is
-        # no GenAI prompt: that check reads the whole registered model (every version) before
-        # each write, most of a champion move's time once a model has many versions. Ours is
-        # never a prompt.
-        self._writes = self._client._get_registry_client()
         self._experiment: str | None = None
         # called right before an alias moves: the promotion lock's holder confirms it holds it
         self.move_guard: Callable[[], None] = lambda: None
+
+    @property
+    def _writes(self) -> Any:
+        """MLflow's registry client, which MlflowClient's writes call after checking that the
+        model is no GenAI prompt: that check reads the whole registered model (every version)
+        before each write, nearly half of a champion move once a model has many versions. Ours
+        is never a prompt. (MlflowClient makes it on first use and keeps it.)"""
+        return self._client._get_registry_client()
 
     def create_if_missing(self) -> None:
         from mlflow.exceptions import MlflowException

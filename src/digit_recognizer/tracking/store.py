@@ -89,7 +89,7 @@ def _what_failed(text: str) -> tuple[str, str]:
 
 # For every `mlflow server` or `mlflow ui` this project starts: MLflow 3 also starts a job
 # runner and seven job consumers for GenAI features the project never uses, processes whose
-# start-up and polling competed with training on 2 cores (and doubled a UI's start-up time).
+# start-up and polling competed with training on 2 cores.
 SERVER_ENVIRONMENT = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
 
 
